@@ -1,0 +1,480 @@
+//! The Noise handshake, through `snow`: IK when the initiator knows the responder's key (the
+//! normal case after a directory lookup), XX otherwise. Static keys are the X25519 keys
+//! derived from each side's Ed25519 identity; each side also sends its Ed25519 key inside an
+//! encrypted payload and the other checks that it maps to the static key Noise
+//! authenticated, so one key proves both (see `identity`).
+//!
+//! Payloads (all encrypted except XX message 1, which is empty):
+//!
+//! | message | payload |
+//! |---|---|
+//! | IK 1 | initiator Ed25519 key (32), timestamp ns (u64) |
+//! | XX 1 | empty |
+//! | 2 | status (u8), responder index (u32), AEAD choice (u8), [XX: responder Ed25519 key (32)] |
+//! | XX 3 | initiator Ed25519 key (32) |
+//!
+//! Randomness for ephemeral keys comes from a per-handshake seed drawn from the node's
+//! seeded RNG (a custom `snow` resolver), so whole runs are reproducible.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use snow::params::NoiseParams;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+
+use super::aead::AeadKind;
+use crate::identity::{Identity, PeerId};
+
+/// Largest Noise message tern sends (XX message 2 with its payload is 134 bytes).
+pub const MAX_NOISE_MSG: usize = 256;
+
+/// Noise pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// Initiator knows the responder's static key: 1 round trip, initiator identity hidden.
+    IK,
+    /// Neither side knows the other: 1.5 round trips.
+    XX,
+}
+
+/// Handshake suite: pattern plus Noise primitives. Encoded as one byte in the init header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suite {
+    /// The pattern.
+    pub pattern: Pattern,
+    /// The handshake's own cipher and hash (the data AEAD is negotiated separately).
+    pub cipher: HandshakeCipher,
+}
+
+/// The Noise cipher/hash pair used during the handshake itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeCipher {
+    /// `AESGCM_SHA256`.
+    AesGcmSha256,
+    /// `ChaChaPoly_BLAKE2s`.
+    ChaChaPolyBlake2s,
+}
+
+impl Suite {
+    /// The wire id.
+    pub fn id(self) -> u8 {
+        let p = match self.pattern {
+            Pattern::IK => 0,
+            Pattern::XX => 1,
+        };
+        let c = match self.cipher {
+            HandshakeCipher::AesGcmSha256 => 0,
+            HandshakeCipher::ChaChaPolyBlake2s => 2,
+        };
+        p | c
+    }
+
+    /// Decodes a wire id.
+    pub fn from_id(id: u8) -> Option<Self> {
+        let pattern = match id & 1 {
+            0 => Pattern::IK,
+            _ => Pattern::XX,
+        };
+        let cipher = match id & !1 {
+            0 => HandshakeCipher::AesGcmSha256,
+            2 => HandshakeCipher::ChaChaPolyBlake2s,
+            _ => return None,
+        };
+        Some(Self { pattern, cipher })
+    }
+
+    fn params(self) -> NoiseParams {
+        let name = match (self.pattern, self.cipher) {
+            (Pattern::IK, HandshakeCipher::AesGcmSha256) => "Noise_IK_25519_AESGCM_SHA256",
+            (Pattern::XX, HandshakeCipher::AesGcmSha256) => "Noise_XX_25519_AESGCM_SHA256",
+            (Pattern::IK, HandshakeCipher::ChaChaPolyBlake2s) => {
+                "Noise_IK_25519_ChaChaPoly_BLAKE2s"
+            }
+            (Pattern::XX, HandshakeCipher::ChaChaPolyBlake2s) => {
+                "Noise_XX_25519_ChaChaPoly_BLAKE2s"
+            }
+        };
+        name.parse()
+            .unwrap_or_else(|_| unreachable!("the four suite names are valid Noise names"))
+    }
+}
+
+/// Why a handshake message was not accepted. Network input: counted, never surfaced except
+/// as a typed close reason where it is authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// Noise rejected the message (wrong key, corrupted, replayed into the wrong state).
+    #[error("noise message rejected")]
+    Noise,
+    /// The payload did not have the expected layout.
+    #[error("bad handshake payload")]
+    Payload,
+    /// The Ed25519 key in the payload does not match the authenticated static key.
+    #[error("identity does not match handshake key")]
+    IdentityMismatch,
+}
+
+struct SeededRandom(ChaCha20Rng);
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+struct SeededResolver {
+    seed: [u8; 32],
+}
+
+impl CryptoResolver for SeededResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        Some(Box::new(SeededRandom(ChaCha20Rng::from_seed(self.seed))))
+    }
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
+        DefaultResolver.resolve_dh(choice)
+    }
+    fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+    fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// One side of an in-progress handshake.
+pub struct Handshake {
+    state: Box<snow::HandshakeState>,
+    suite: Suite,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decoded payload of message 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponsePayload {
+    /// 0 = accepted, 1 = refused by the responder's trust policy.
+    pub status: u8,
+    /// The responder's session index.
+    pub responder_index: u32,
+    /// The data AEAD the responder chose.
+    pub aead: AeadKind,
+    /// The responder's Ed25519 key (XX only; IK already knows it).
+    pub responder: Option<PeerId>,
+}
+
+/// Message-2 status: accepted.
+pub const STATUS_ACCEPT: u8 = 0;
+/// Message-2 status: the responder does not accept sessions from this initiator.
+pub const STATUS_REFUSED: u8 = 1;
+
+fn build(
+    suite: Suite,
+    identity: &Identity,
+    remote: Option<&[u8; 32]>,
+    prologue: &[u8],
+    seed: [u8; 32],
+    initiator: bool,
+) -> Result<Handshake, HandshakeError> {
+    let b = snow::Builder::with_resolver(suite.params(), Box::new(SeededResolver { seed }))
+        .local_private_key(identity.x25519_secret())
+        .map_err(|_| HandshakeError::Noise)?
+        .prologue(prologue)
+        .map_err(|_| HandshakeError::Noise)?;
+    let b = match remote {
+        Some(r) => b.remote_public_key(r).map_err(|_| HandshakeError::Noise)?,
+        None => b,
+    };
+    let state = if initiator {
+        b.build_initiator()
+    } else {
+        b.build_responder()
+    }
+    .map_err(|_| HandshakeError::Noise)?;
+    Ok(Handshake {
+        state: Box::new(state),
+        suite,
+    })
+}
+
+/// Checks that `ed` is a valid Ed25519 key whose Montgomery form is the authenticated
+/// X25519 static key `x`.
+fn check_identity(ed: [u8; 32], x: &[u8]) -> Result<PeerId, HandshakeError> {
+    let id = PeerId::from_bytes(ed);
+    match id.x25519_public() {
+        Some(mont) if mont.as_slice() == x => Ok(id),
+        _ => Err(HandshakeError::IdentityMismatch),
+    }
+}
+
+impl Handshake {
+    /// Starts an initiator. `responder` is required for IK and optional (ignored) for XX.
+    pub fn initiator(
+        suite: Suite,
+        identity: &Identity,
+        responder: Option<&PeerId>,
+        prologue: &[u8],
+        seed: [u8; 32],
+    ) -> Result<Self, HandshakeError> {
+        let remote = match (suite.pattern, responder) {
+            (Pattern::IK, Some(p)) => Some(p.x25519_public().ok_or(HandshakeError::Payload)?),
+            (Pattern::IK, None) => return Err(HandshakeError::Payload),
+            (Pattern::XX, _) => None,
+        };
+        build(suite, identity, remote.as_ref(), prologue, seed, true)
+    }
+
+    /// Starts a responder.
+    pub fn responder(
+        suite: Suite,
+        identity: &Identity,
+        prologue: &[u8],
+        seed: [u8; 32],
+    ) -> Result<Self, HandshakeError> {
+        build(suite, identity, None, prologue, seed, false)
+    }
+
+    /// The suite in use.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// Writes message 1 into `out` (IK: with identity and timestamp).
+    pub fn write_init(
+        &mut self,
+        identity: &Identity,
+        timestamp_ns: u64,
+        out: &mut [u8],
+    ) -> Result<usize, HandshakeError> {
+        let mut payload = [0u8; 40];
+        let len = match self.suite.pattern {
+            Pattern::IK => {
+                payload[..32].copy_from_slice(identity.peer_id().as_bytes());
+                payload[32..].copy_from_slice(&timestamp_ns.to_be_bytes());
+                40
+            }
+            Pattern::XX => 0,
+        };
+        self.state
+            .write_message(&payload[..len], out)
+            .map_err(|_| HandshakeError::Noise)
+    }
+
+    /// Reads message 1 as responder. For IK returns the initiator's id and timestamp.
+    pub fn read_init(&mut self, msg: &[u8]) -> Result<Option<(PeerId, u64)>, HandshakeError> {
+        let mut payload = [0u8; MAX_NOISE_MSG];
+        let n = self
+            .state
+            .read_message(msg, &mut payload)
+            .map_err(|_| HandshakeError::Noise)?;
+        match self.suite.pattern {
+            Pattern::IK => {
+                if n != 40 {
+                    return Err(HandshakeError::Payload);
+                }
+                let mut ed = [0u8; 32];
+                ed.copy_from_slice(&payload[..32]);
+                let mut ts = [0u8; 8];
+                ts.copy_from_slice(&payload[32..40]);
+                let rs = self.state.get_remote_static().ok_or(HandshakeError::Noise)?;
+                let peer = check_identity(ed, rs)?;
+                Ok(Some((peer, u64::from_be_bytes(ts))))
+            }
+            Pattern::XX => {
+                if n != 0 {
+                    return Err(HandshakeError::Payload);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes message 2 as responder.
+    pub fn write_response(
+        &mut self,
+        identity: &Identity,
+        status: u8,
+        responder_index: u32,
+        aead: AeadKind,
+        out: &mut [u8],
+    ) -> Result<usize, HandshakeError> {
+        let mut payload = [0u8; 38];
+        payload[0] = status;
+        payload[1..5].copy_from_slice(&responder_index.to_be_bytes());
+        payload[5] = aead.bit();
+        let len = match self.suite.pattern {
+            Pattern::IK => 6,
+            Pattern::XX => {
+                payload[6..].copy_from_slice(identity.peer_id().as_bytes());
+                38
+            }
+        };
+        self.state
+            .write_message(&payload[..len], out)
+            .map_err(|_| HandshakeError::Noise)
+    }
+
+    /// Reads message 2 as initiator.
+    pub fn read_response(&mut self, msg: &[u8]) -> Result<ResponsePayload, HandshakeError> {
+        let mut payload = [0u8; MAX_NOISE_MSG];
+        let n = self
+            .state
+            .read_message(msg, &mut payload)
+            .map_err(|_| HandshakeError::Noise)?;
+        let want = match self.suite.pattern {
+            Pattern::IK => 6,
+            Pattern::XX => 38,
+        };
+        if n != want {
+            return Err(HandshakeError::Payload);
+        }
+        let aead = AeadKind::from_bit(payload[5]).ok_or(HandshakeError::Payload)?;
+        let responder = match self.suite.pattern {
+            Pattern::IK => None,
+            Pattern::XX => {
+                let mut ed = [0u8; 32];
+                ed.copy_from_slice(&payload[6..38]);
+                let rs = self.state.get_remote_static().ok_or(HandshakeError::Noise)?;
+                Some(check_identity(ed, rs)?)
+            }
+        };
+        Ok(ResponsePayload {
+            status: payload[0],
+            responder_index: u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
+            aead,
+            responder,
+        })
+    }
+
+    /// Writes XX message 3 as initiator.
+    pub fn write_final(
+        &mut self,
+        identity: &Identity,
+        out: &mut [u8],
+    ) -> Result<usize, HandshakeError> {
+        self.state
+            .write_message(identity.peer_id().as_bytes(), out)
+            .map_err(|_| HandshakeError::Noise)
+    }
+
+    /// Reads XX message 3 as responder; returns the initiator's id.
+    pub fn read_final(&mut self, msg: &[u8]) -> Result<PeerId, HandshakeError> {
+        let mut payload = [0u8; MAX_NOISE_MSG];
+        let n = self
+            .state
+            .read_message(msg, &mut payload)
+            .map_err(|_| HandshakeError::Noise)?;
+        if n != 32 {
+            return Err(HandshakeError::Payload);
+        }
+        let mut ed = [0u8; 32];
+        ed.copy_from_slice(&payload[..32]);
+        let rs = self.state.get_remote_static().ok_or(HandshakeError::Noise)?;
+        check_identity(ed, rs)
+    }
+
+    /// After the last message: the two data secrets as (initiator→responder,
+    /// responder→initiator). `None` if the handshake is not finished.
+    pub fn split(&mut self) -> Option<([u8; 32], [u8; 32])> {
+        if !self.state.is_handshake_finished() {
+            return None;
+        }
+        Some(self.state.dangerously_get_raw_split())
+    }
+
+    /// The handshake hash (channel binding), once finished.
+    pub fn handshake_hash(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let h = self.state.get_handshake_hash();
+        let n = h.len().min(32);
+        out[..n].copy_from_slice(&h[..n]);
+        out
+    }
+}
+
+/// Draws a 32-byte seed from `rng` (helper for callers holding a ChaCha RNG).
+pub fn draw_seed(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rng.fill_bytes(&mut s);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (Identity, Identity) {
+        (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]))
+    }
+
+    #[test]
+    fn ik_round_trip_gives_matching_opposite_keys() {
+        let (a, b) = ids();
+        for cipher in [HandshakeCipher::AesGcmSha256, HandshakeCipher::ChaChaPolyBlake2s] {
+            let suite = Suite { pattern: Pattern::IK, cipher };
+            let mut i = Handshake::initiator(suite, &a, Some(&b.peer_id()), b"p", [3; 32]).unwrap();
+            let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
+            let mut m = [0u8; 512];
+            let n = i.write_init(&a, 77, &mut m).unwrap();
+            assert_eq!(r.read_init(&m[..n]).unwrap(), Some((a.peer_id(), 77)));
+            let n = r.write_response(&b, STATUS_ACCEPT, 9, AeadKind::ChaCha20Poly1305, &mut m).unwrap();
+            let resp = i.read_response(&m[..n]).unwrap();
+            assert_eq!(resp.responder_index, 9);
+            assert_eq!(resp.aead, AeadKind::ChaCha20Poly1305);
+            let (i1, i2) = i.split().unwrap();
+            let (r1, r2) = r.split().unwrap();
+            assert_eq!((i1, i2), (r1, r2));
+            assert_ne!(i1, i2, "the two directions use different keys");
+            assert_eq!(i.handshake_hash(), r.handshake_hash());
+        }
+    }
+
+    #[test]
+    fn xx_round_trip_learns_both_identities() {
+        let (a, b) = ids();
+        let suite = Suite { pattern: Pattern::XX, cipher: HandshakeCipher::AesGcmSha256 };
+        let mut i = Handshake::initiator(suite, &a, None, b"p", [3; 32]).unwrap();
+        let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
+        let mut m = [0u8; 512];
+        let n = i.write_init(&a, 0, &mut m).unwrap();
+        assert_eq!(r.read_init(&m[..n]).unwrap(), None);
+        let n = r.write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m).unwrap();
+        assert!(n <= MAX_NOISE_MSG);
+        assert_eq!(i.read_response(&m[..n]).unwrap().responder, Some(b.peer_id()));
+        let n = i.write_final(&a, &mut m).unwrap();
+        assert_eq!(r.read_final(&m[..n]).unwrap(), a.peer_id());
+        assert_eq!(i.split(), r.split());
+    }
+
+    #[test]
+    fn ik_to_the_wrong_key_fails_and_prologue_is_bound() {
+        let (a, b) = ids();
+        let c = Identity::from_secret([5; 32]);
+        let suite = Suite { pattern: Pattern::IK, cipher: HandshakeCipher::AesGcmSha256 };
+        let mut i = Handshake::initiator(suite, &a, Some(&c.peer_id()), b"p", [3; 32]).unwrap();
+        let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
+        let mut m = [0u8; 512];
+        let n = i.write_init(&a, 1, &mut m).unwrap();
+        assert_eq!(r.read_init(&m[..n]), Err(HandshakeError::Noise));
+        // Right key, different prologue (a tampered header): rejected.
+        let mut i = Handshake::initiator(suite, &a, Some(&b.peer_id()), b"p", [3; 32]).unwrap();
+        let mut r = Handshake::responder(suite, &b, b"q", [4; 32]).unwrap();
+        let n = i.write_init(&a, 1, &mut m).unwrap();
+        assert_eq!(r.read_init(&m[..n]), Err(HandshakeError::Noise));
+    }
+
+    #[test]
+    fn suite_ids_round_trip() {
+        for id in 0..4 {
+            assert_eq!(Suite::from_id(id).map(Suite::id), Some(id));
+        }
+        assert_eq!(Suite::from_id(4), None);
+        assert_eq!(Suite::from_id(0xff), None);
+    }
+}

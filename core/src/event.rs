@@ -1,0 +1,100 @@
+//! Events the node reports through `poll_event`. They carry handles, never payloads.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::identity::PeerId;
+use crate::ids::SessionId;
+
+/// Close codes carried by CLOSE frames.
+pub mod close_code {
+    /// Normal close by the application.
+    pub const NORMAL: u64 = 0;
+    /// The responder's trust policy does not accept this peer.
+    pub const REFUSED: u64 = 1;
+    /// The peer's trust was revoked.
+    pub const REVOKED: u64 = 2;
+    /// The peer violated the protocol.
+    pub const PROTOCOL_ERROR: u64 = 3;
+    /// Keys ran out (counter or integrity limit); reconnect.
+    pub const KEYS_EXHAUSTED: u64 = 4;
+}
+
+/// Why a session ended. Every variant is authenticated except the timeouts, which are local
+/// observations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// This side called `close` (or revoked trust) with this code.
+    Local {
+        /// The code sent to the peer.
+        code: u64,
+    },
+    /// The peer closed the session with this code.
+    Peer {
+        /// The peer's code (see [`close_code`]).
+        code: u64,
+    },
+    /// The peer's trust policy does not accept us; ask it to approve our handshake request.
+    Refused,
+    /// The responder proved it holds a different key than the one we asked for: the address
+    /// belongs to someone else or the directory entry is stale.
+    PeerMismatch {
+        /// The key we dialed.
+        expected: PeerId,
+        /// The key that answered.
+        actual: PeerId,
+    },
+    /// No handshake answer before `handshake_timeout`: the peer is offline, unreachable or
+    /// UDP is blocked.
+    HandshakeTimeout,
+    /// Nothing heard from the peer for `idle_timeout`.
+    IdleTimeout,
+    /// The session's keys reached their use limit; reconnect.
+    KeysExhausted,
+}
+
+/// Something the application should know about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session completed its handshake and can carry data.
+    SessionEstablished {
+        /// The session.
+        session: SessionId,
+        /// The authenticated peer.
+        peer: PeerId,
+        /// True if this node dialed.
+        initiator: bool,
+    },
+    /// A session ended; its handle is now stale.
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+        /// The peer, if it was ever authenticated.
+        peer: Option<PeerId>,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// An authenticated peer tried to open a session and was refused by the trust policy.
+    IncomingRefused {
+        /// Who asked.
+        peer: PeerId,
+    },
+    /// Answer to [`Node::ping`](crate::Node::ping).
+    Pong {
+        /// The session.
+        session: SessionId,
+        /// The id `ping` returned.
+        id: u64,
+        /// Round-trip time.
+        rtt: Duration,
+    },
+    /// The session's peer now uses a new, validated address.
+    PathChanged {
+        /// The session.
+        session: SessionId,
+        /// The new remote address.
+        remote: SocketAddr,
+    },
+}

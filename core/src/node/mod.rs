@@ -1,0 +1,697 @@
+//! The `Node`: one per local UDP endpoint. It owns every session, the timer heap, the event
+//! queue and the stateless-reply queue, and dispatches datagrams by their header. Public
+//! methods are thin; the logic lives in `session/` and `accept`.
+
+mod accept;
+mod replies;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::trace;
+
+use crate::config::{Config, ConfigError};
+use crate::crypto::cookie::{self, CookieJar};
+use crate::crypto::handshake::{Pattern, Suite};
+use crate::error::{ConnectError, SessionError};
+use crate::event::{CloseReason, Event, close_code};
+use crate::identity::{Identity, PeerId};
+use crate::ids::SessionId;
+use crate::io::{RecvMeta, Transmit};
+use crate::rng::NodeRng;
+use crate::session::handshake::start_initiator;
+use crate::session::{Ctx, DropReason, HsState, NodeStats, Session, SessionState, SessionStats};
+use crate::time::{TimerHeap, TimerKind};
+use crate::wire::header::{self, Header, HeaderError};
+
+use replies::Replies;
+
+/// A read-only view of one session, for status displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session.
+    pub id: SessionId,
+    /// The authenticated peer (once known).
+    pub peer: Option<PeerId>,
+    /// Where the session is in its life.
+    pub state: SessionState,
+    /// True if this node dialed.
+    pub initiator: bool,
+    /// The peer's current (validated) address.
+    pub remote: SocketAddr,
+    /// Smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// The data AEAD, once negotiated.
+    pub aead: Option<crate::crypto::AeadKind>,
+    /// Key updates so far.
+    pub key_generation: u64,
+    /// Counters.
+    pub stats: SessionStats,
+}
+
+struct Slot {
+    generation: u32,
+    /// Deadline last pushed to the heap for this slot.
+    scheduled: Option<Instant>,
+    /// In the send-ready queue.
+    queued: bool,
+    /// Counted in `pending` (responder half-open).
+    pending: bool,
+    session: Option<Session>,
+}
+
+/// The sans-IO tern endpoint. See the crate docs for the loop contract.
+pub struct Node {
+    identity: Identity,
+    config: Config,
+    rng: NodeRng,
+    start: Instant,
+    unix_start: Duration,
+    last_now: Instant,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    by_index: BTreeMap<u32, u32>,
+    pending: usize,
+    pending_by_ephemeral: BTreeMap<[u8; 32], u32>,
+    timers: TimerHeap,
+    ready: VecDeque<u32>,
+    events: VecDeque<Event>,
+    replies: Replies,
+    cookies: CookieJar,
+    mac1_key: [u8; 32],
+    timestamps: accept::TimestampCache,
+    last_timestamp: u64,
+    trusted: BTreeSet<PeerId>,
+    rate_window: (Instant, u32),
+    stats: NodeStats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.identity.peer_id())
+            .field("sessions", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Creates a node. `seed` must come from a CSPRNG in production (tests pass fixed seeds);
+    /// `unix_now` is the wall-clock time at `now` (used for handshake timestamps and cookie
+    /// epochs). Fails only if `config` is invalid; the error names the field.
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        seed: [u8; 32],
+        now: Instant,
+        unix_now: Duration,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = NodeRng::new(seed);
+        let cookies = CookieJar::new(rng.seed());
+        let mac1_key = cookie::mac1_key(&identity.x25519_public());
+        let timestamps = accept::TimestampCache::new(config.max_replay_timestamps);
+        Ok(Self {
+            identity,
+            config,
+            rng,
+            start: now,
+            unix_start: unix_now,
+            last_now: now,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            by_index: BTreeMap::new(),
+            pending: 0,
+            pending_by_ephemeral: BTreeMap::new(),
+            timers: TimerHeap::default(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            replies: Replies::new(),
+            cookies,
+            mac1_key,
+            timestamps,
+            last_timestamp: 0,
+            trusted: BTreeSet::new(),
+            rate_window: (now, 0),
+            stats: NodeStats::default(),
+        })
+    }
+
+    // ---- getters ----
+
+    /// This node's identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Node-wide counters, including drops by reason.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Sessions currently held (any state).
+    pub fn session_count(&self) -> usize {
+        self.live
+    }
+
+    /// Responder handshakes currently half-open.
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending
+    }
+
+    /// A view of one session, or `None` for a stale handle.
+    pub fn session_info(&self, id: SessionId) -> Option<SessionInfo> {
+        let s = self.session(id)?;
+        Some(SessionInfo {
+            id,
+            peer: s.peer,
+            state: s.state,
+            initiator: s.initiator,
+            remote: s.remote,
+            rtt: s.rtt.smoothed,
+            aead: s.keys.as_ref().map(|k| k.kind()),
+            key_generation: s.keys.as_ref().map_or(0, |k| k.generation()),
+            stats: s.stats,
+        })
+    }
+
+    /// Every session the application knows about, in slot order.
+    pub fn sessions(&self) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.session.as_ref())
+            .filter(|s| s.reported && s.state != SessionState::Closed)
+            .filter_map(|s| self.session_info(s.id))
+    }
+
+    /// Whether `peer` may open sessions to this node under [`IncomingPolicy::TrustedOnly`](crate::IncomingPolicy).
+    pub fn is_trusted(&self, peer: &PeerId) -> bool {
+        self.trusted.contains(peer)
+    }
+
+    // ---- input ----
+
+    /// Processes one received datagram (decrypted in place in `bytes`). Never fails: bad
+    /// input is counted in [`Node::stats`] and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &mut [u8]) {
+        self.handle_datagram_meta(now, RecvMeta { from, local: None }, bytes);
+    }
+
+    /// Like [`Node::handle_datagram`], with the local address it arrived on (nodes with
+    /// several sockets).
+    pub fn handle_datagram_meta(&mut self, now: Instant, meta: RecvMeta, bytes: &mut [u8]) {
+        self.last_now = self.last_now.max(now);
+        self.stats.rx_datagrams += 1;
+        self.stats.rx_bytes += bytes.len() as u64;
+        let header = match header::parse(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.drops.add(match e {
+                    HeaderError::UnknownType => DropReason::UnknownType,
+                    _ => DropReason::Malformed,
+                });
+                trace!(from = %meta.from, error = %e, "undecodable datagram");
+                return;
+            }
+        };
+        match header {
+            Header::Data {
+                key_phase,
+                receiver,
+                counter,
+            } => {
+                let Some(slot) = self.slot_for_index(receiver) else { return };
+                self.with_session(slot, |s, ctx| {
+                    s.handle_data(now, meta.from, meta.local, key_phase, counter, bytes, ctx)
+                });
+            }
+            Header::Init(init) => {
+                self.handle_init(now, meta, init, bytes);
+            }
+            Header::Response { receiver, noise } => {
+                let Some(slot) = self.slot_for_index(receiver) else { return };
+                self.with_session(slot, |s, ctx| s.on_response(now, noise, ctx));
+            }
+            Header::Final { receiver, noise } => {
+                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Node {
+                    slots,
+                    identity,
+                    config,
+                    rng,
+                    events,
+                    stats,
+                    trusted,
+                    ..
+                } = self;
+                if let Some(s) = slots[slot as usize].session.as_mut() {
+                    let mut ctx = Ctx {
+                        identity,
+                        config,
+                        rng,
+                        events,
+                        stats,
+                    };
+                    s.on_final(now, meta.from, meta.local, noise, trusted, &mut ctx);
+                }
+                self.after_session(slot);
+            }
+            Header::Cookie { receiver, cookie } => {
+                let Some(slot) = self.slot_for_index(receiver) else { return };
+                self.with_session(slot, |s, ctx| s.on_cookie(cookie, ctx));
+            }
+            Header::Reject { receiver, reason } => {
+                let Some(slot) = self.slot_for_index(receiver) else { return };
+                self.with_session(slot, |s, ctx| s.on_reject(reason, ctx));
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`. Idempotent and safe to call early.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        while let Some((at, slot, generation)) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let live = self.slots.get(slot as usize).is_some_and(|s| {
+                s.generation == generation && s.scheduled == Some(at) && s.session.is_some()
+            });
+            if !live {
+                continue;
+            }
+            self.slots[slot as usize].scheduled = None;
+            self.with_session(slot, |s, ctx| s.handle_timeout(now, ctx));
+        }
+        self.clean_heap_top();
+    }
+
+    /// The local network changed (interface up/down, new address): every session sends a
+    /// PING at once, so NAT mappings are refreshed and the peer re-validates our path.
+    pub fn handle_network_change(&mut self, now: Instant) {
+        for slot in 0..self.slots.len() as u32 {
+            self.with_session(slot, |s, ctx| {
+                if s.is_established() {
+                    s.queue_ping(now, false, ctx.config);
+                }
+            });
+        }
+    }
+
+    // ---- output ----
+
+    /// Writes at most one datagram into `buf` (at least `max_udp_payload` bytes; 1500 is
+    /// always enough) and says where to send it. Call until it returns `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.last_now = self.last_now.max(now);
+        if let Some(t) = self.replies.pop(buf) {
+            self.count_tx(&t);
+            return Some(t);
+        }
+        while let Some(slot) = self.ready.pop_front() {
+            let t = self.with_session_no_ready(slot, |s, ctx| s.poll_transmit(now, buf, ctx));
+            match t.flatten() {
+                Some(t) => {
+                    // It may have more; keep it queued, behind the others (round robin).
+                    self.ready.push_back(slot);
+                    self.after_session_no_ready(slot);
+                    self.count_tx(&t);
+                    return Some(t);
+                }
+                None => {
+                    if let Some(s) = self.slots.get_mut(slot as usize) {
+                        s.queued = false;
+                    }
+                    self.after_session_no_ready(slot);
+                }
+            }
+        }
+        None
+    }
+
+    /// When `handle_timeout` must next be called: `None` if nothing is scheduled. While
+    /// transmits or events are queued it returns the last `now` seen. O(1).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.ready.is_empty() || !self.events.is_empty() || !self.replies.is_empty() {
+            return Some(self.last_now);
+        }
+        self.timers.peek().map(|(at, _, _)| at)
+    }
+
+    /// Like [`Node::poll_timeout`], with the kind of timer (for traces and debugging).
+    #[must_use]
+    pub fn poll_timeout_reason(&self) -> Option<(Instant, TimerKind)> {
+        let (at, slot, _) = self.timers.peek()?;
+        let kind = self
+            .slots
+            .get(slot as usize)
+            .and_then(|s| s.session.as_ref())
+            .and_then(Session::next_timeout_reason)
+            .map_or(TimerKind::Idle, |(_, k)| k);
+        Some((at, kind))
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- commands ----
+
+    /// Starts a session to `remote`. With `peer` the handshake is Noise IK and only that key
+    /// can answer (a different key ends the session with `CloseReason::PeerMismatch`);
+    /// without it, Noise XX accepts whoever answers and reports its id in
+    /// `Event::SessionEstablished`. Returns at once; watch for `SessionEstablished` or
+    /// `SessionClosed`.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        peer: Option<PeerId>,
+    ) -> Result<SessionId, ConnectError> {
+        self.connect_from(now, remote, None, peer)
+    }
+
+    /// Like [`Node::connect`], sending from a specific local socket.
+    pub fn connect_from(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        peer: Option<PeerId>,
+    ) -> Result<SessionId, ConnectError> {
+        self.last_now = self.last_now.max(now);
+        if let Some(p) = &peer {
+            if p.x25519_public().is_none() {
+                return Err(ConnectError::InvalidPeer);
+            }
+            if *p == self.identity.peer_id() {
+                return Err(ConnectError::SelfConnect);
+            }
+        }
+        if self.live >= self.config.max_sessions {
+            return Err(ConnectError::TooManySessions);
+        }
+        let suite = Suite {
+            pattern: if peer.is_some() { Pattern::IK } else { Pattern::XX },
+            cipher: self.config.handshake_cipher,
+        };
+        let (slot, id, local_index) = self.alloc_slot();
+        let timestamp = self.timestamp(now);
+        let Node {
+            identity,
+            config,
+            rng,
+            events,
+            stats,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            identity,
+            config,
+            rng,
+            events,
+            stats,
+        };
+        let Ok((noise, msg)) = start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
+        else {
+            self.release_slot(slot);
+            return Err(ConnectError::InvalidPeer);
+        };
+        let hs = HsState {
+            noise: Some(noise),
+            suite,
+            msg,
+            cookie: None,
+            cookie_uses: 0,
+            attempts: 0,
+            need_send: true,
+            reply_to: None,
+            initiator_ephemeral: None,
+            fell_back: false,
+            mac1_key: peer
+                .as_ref()
+                .and_then(PeerId::x25519_public)
+                .map(|x| cookie::mac1_key(&x)),
+            aead: self.config.aeads[0],
+        };
+        let mut s = Session::new(id, local_index, true, remote, local, hs, &self.config);
+        s.expected_peer = peer;
+        s.timers.set(
+            TimerKind::HandshakeResend,
+            now + self.config.handshake_retransmit,
+        );
+        s.timers
+            .set(TimerKind::HandshakeExpire, now + self.config.handshake_timeout);
+        self.slots[slot as usize].session = Some(s);
+        self.stats.handshakes_initiated += 1;
+        self.after_session(slot);
+        Ok(id)
+    }
+
+    /// Closes a session: the peer is told (CLOSE), `SessionClosed` is reported now, and the
+    /// handle becomes stale. Errors only for an unknown handle.
+    pub fn close(&mut self, now: Instant, session: SessionId, code: u64) -> Result<(), SessionError> {
+        let slot = self.check(session)?;
+        self.with_session(slot, |s, ctx| {
+            s.close(now, code, CloseReason::Local { code }, ctx)
+        });
+        Ok(())
+    }
+
+    /// Sends an encrypted PING; the answer arrives as `Event::Pong` with the returned id and
+    /// the round-trip time. Fails if the session is unknown or not established yet.
+    pub fn ping(&mut self, now: Instant, session: SessionId) -> Result<u64, SessionError> {
+        let slot = self.check(session)?;
+        let s = self.session(session).ok_or(SessionError::UnknownSession)?;
+        match s.state {
+            SessionState::Established => {}
+            SessionState::Closing | SessionState::Draining => return Err(SessionError::Closing),
+            _ => return Err(SessionError::NotEstablished),
+        }
+        self.with_session(slot, |s, ctx| s.queue_ping(now, true, ctx.config))
+            .ok_or(SessionError::UnknownSession)
+    }
+
+    /// Marks `peer` trusted (it may open sessions under `IncomingPolicy::TrustedOnly`) or
+    /// revokes that trust; revoking closes every session with the peer (code `REVOKED`).
+    pub fn set_trusted(&mut self, now: Instant, peer: PeerId, trusted: bool) {
+        if trusted {
+            self.trusted.insert(peer);
+            return;
+        }
+        self.trusted.remove(&peer);
+        for slot in 0..self.slots.len() as u32 {
+            self.with_session(slot, |s, ctx| {
+                if s.peer == Some(peer) {
+                    s.close(
+                        now,
+                        close_code::REVOKED,
+                        CloseReason::Local {
+                            code: close_code::REVOKED,
+                        },
+                        ctx,
+                    );
+                }
+            });
+        }
+    }
+
+    // ---- internals ----
+
+    fn timestamp(&mut self, now: Instant) -> u64 {
+        let unix = self.unix_start + now.saturating_duration_since(self.start);
+        let ts = u64::try_from(unix.as_nanos()).unwrap_or(u64::MAX);
+        self.last_timestamp = ts.max(self.last_timestamp + 1);
+        self.last_timestamp
+    }
+
+    fn unix_secs(&self, now: Instant) -> u64 {
+        (self.unix_start + now.saturating_duration_since(self.start)).as_secs()
+    }
+
+    fn session(&self, id: SessionId) -> Option<&Session> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.session.as_ref().filter(|s| s.state != SessionState::Closed)
+    }
+
+    fn check(&self, id: SessionId) -> Result<u32, SessionError> {
+        self.session(id)
+            .filter(|s| s.reported)
+            .map(|_| id.index)
+            .ok_or(SessionError::UnknownSession)
+    }
+
+    fn slot_for_index(&mut self, index: u32) -> Option<u32> {
+        let slot = self.by_index.get(&index).copied();
+        if slot.is_none() {
+            self.stats.drops.add(DropReason::UnknownSession);
+        }
+        slot
+    }
+
+    fn alloc_slot(&mut self) -> (u32, SessionId, u32) {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    scheduled: None,
+                    queued: false,
+                    pending: false,
+                    session: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let local_index = loop {
+            let i = self.rng.u32();
+            if i != 0 && !self.by_index.contains_key(&i) {
+                break i;
+            }
+        };
+        self.by_index.insert(local_index, slot);
+        self.live += 1;
+        let generation = self.slots[slot as usize].generation;
+        (
+            slot,
+            SessionId {
+                index: slot,
+                generation,
+            },
+            local_index,
+        )
+    }
+
+    fn release_slot(&mut self, slot: u32) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if let Some(session) = s.session.take() {
+            self.by_index.remove(&session.local_index);
+            if let Some(eph) = session.hs.as_ref().and_then(|h| h.initiator_ephemeral) {
+                self.pending_by_ephemeral.remove(&eph);
+            }
+        } else {
+            self.by_index.retain(|_, v| *v != slot);
+        }
+        if s.pending {
+            s.pending = false;
+            self.pending -= 1;
+        }
+        s.generation = s.generation.wrapping_add(1);
+        s.scheduled = None;
+        s.queued = false;
+        self.live -= 1;
+        self.free.push(slot);
+    }
+
+    fn with_session<R>(&mut self, slot: u32, f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R) -> Option<R> {
+        let r = self.with_session_no_ready(slot, f);
+        self.after_session(slot);
+        r
+    }
+
+    fn with_session_no_ready<R>(
+        &mut self,
+        slot: u32,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let Node {
+            slots,
+            identity,
+            config,
+            rng,
+            events,
+            stats,
+            ..
+        } = self;
+        let s = slots.get_mut(slot as usize)?.session.as_mut()?;
+        let mut ctx = Ctx {
+            identity,
+            config,
+            rng,
+            events,
+            stats,
+        };
+        Some(f(s, &mut ctx))
+    }
+
+    /// Bookkeeping after a session changed: reap, pending accounting, timers, send queue.
+    fn after_session(&mut self, slot: u32) {
+        self.after_session_no_ready(slot);
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if let Some(session) = &s.session
+            && !s.queued
+            && session.wants_to_send()
+        {
+            s.queued = true;
+            self.ready.push_back(slot);
+        }
+    }
+
+    fn after_session_no_ready(&mut self, slot: u32) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(session) = s.session.as_ref() else {
+            return;
+        };
+        if session.state == SessionState::Closed {
+            self.release_slot(slot);
+            self.clean_heap_top();
+            return;
+        }
+        if s.pending && session.state != SessionState::AwaitConfirm {
+            s.pending = false;
+            self.pending -= 1;
+            if let Some(eph) = session.hs.as_ref().and_then(|h| h.initiator_ephemeral) {
+                self.pending_by_ephemeral.remove(&eph);
+            }
+        }
+        let next = session.next_timeout();
+        if next != s.scheduled {
+            s.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(at, slot, s.generation);
+            }
+        }
+        self.clean_heap_top();
+    }
+
+    /// Pops stale entries off the heap top so `poll_timeout` can peek in O(1).
+    fn clean_heap_top(&mut self) {
+        while let Some((at, slot, generation)) = self.timers.peek() {
+            let live = self.slots.get(slot as usize).is_some_and(|s| {
+                s.generation == generation && s.scheduled == Some(at) && s.session.is_some()
+            });
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    fn count_tx(&mut self, t: &Transmit) {
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += t.len as u64;
+    }
+}

@@ -1,0 +1,550 @@
+//! One session with one peer: handshake progress, keys, replay window, active path and its
+//! validation, control frames and timers.
+//!
+//! Lifecycle: `InitSent` (initiator) or `AwaitConfirm` (responder) → `Established` →
+//! `Closing` (we sent CLOSE) or `Draining` (peer sent CLOSE) → `Closed` (removed).
+//! A responder keeps its half-open state only after the initiator was authenticated (IK) or
+//! its address validated (cookie), and only up to `max_pending_handshakes`; it reports the
+//! session to the application only once the initiator proved it holds the keys (first
+//! authenticated data packet, or XX message 3), so a replayed init never creates a session.
+
+pub(crate) mod handshake;
+mod path;
+pub mod stats;
+mod transmit;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tracing::trace;
+
+use crate::config::Config;
+use crate::crypto::AeadKind;
+use crate::crypto::handshake::{Handshake, Suite};
+use crate::crypto::keys::{Opened, SessionKeys};
+use crate::crypto::replay::ReplayWindow;
+use crate::event::{CloseReason, Event, close_code};
+use crate::identity::{Identity, PeerId};
+use crate::ids::SessionId;
+use crate::rng::NodeRng;
+use crate::time::{TimerKind, TimerTable};
+use crate::wire::frame::{Frame, frames};
+use crate::wire::header::{DATA_HEADER_LEN, TAG_LEN};
+
+pub use path::PathProbe;
+pub use stats::{DropReason, NodeStats, SessionStats};
+
+/// Shared node state a session needs while handling input or building output.
+pub(crate) struct Ctx<'a> {
+    pub identity: &'a Identity,
+    pub config: &'a Config,
+    pub rng: &'a mut NodeRng,
+    pub events: &'a mut VecDeque<Event>,
+    pub stats: &'a mut NodeStats,
+}
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Initiator: init sent, waiting for the response.
+    InitSent,
+    /// Responder: response sent, waiting for proof the initiator holds the keys.
+    AwaitConfirm,
+    /// Data flows both ways.
+    Established,
+    /// We closed; CLOSE is repeated to late packets until the period ends.
+    Closing,
+    /// The peer closed; we stay silent until the period ends.
+    Draining,
+    /// Gone.
+    Closed,
+}
+
+/// Handshake bookkeeping kept until the peer is confirmed.
+pub(crate) struct HsState {
+    pub noise: Option<Handshake>,
+    pub suite: Suite,
+    /// Initiator: Noise message 1 (the init datagram is rebuilt around it with the current
+    /// cookie). Responder: the full response datagram. Initiator after XX message 2: the
+    /// full final datagram.
+    pub msg: Vec<u8>,
+    pub cookie: Option<[u8; 16]>,
+    pub cookie_uses: u8,
+    pub attempts: u32,
+    pub need_send: bool,
+    /// Responder: where to send the response.
+    pub reply_to: Option<SocketAddr>,
+    /// Responder: the initiator's ephemeral key (identifies duplicate inits).
+    pub initiator_ephemeral: Option<[u8; 32]>,
+    /// Initiator: already fell back from IK to XX after a reject hint.
+    pub fell_back: bool,
+    /// Initiator: mac1 key for the responder (IK).
+    pub mac1_key: Option<[u8; 32]>,
+    /// Responder: the data AEAD chosen for this session.
+    pub aead: AeadKind,
+}
+
+/// A simple RTT estimate from PING/PONG (RFC 6298 smoothing).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Rtt {
+    pub latest: Option<Duration>,
+    pub smoothed: Option<Duration>,
+    pub var: Duration,
+    pub min: Option<Duration>,
+}
+
+impl Rtt {
+    fn sample(&mut self, r: Duration) {
+        self.latest = Some(r);
+        self.min = Some(self.min.map_or(r, |m| m.min(r)));
+        match self.smoothed {
+            None => {
+                self.smoothed = Some(r);
+                self.var = r / 2;
+            }
+            Some(s) => {
+                let diff = s.abs_diff(r);
+                self.var = (self.var * 3 + diff) / 4;
+                self.smoothed = Some((s * 7 + r) / 8);
+            }
+        }
+    }
+
+    /// Probe timeout: srtt + 4 rttvar, at least 200 ms; 1 s before any sample.
+    pub fn pto(&self) -> Duration {
+        match self.smoothed {
+            Some(s) => (s + 4 * self.var).max(Duration::from_millis(200)),
+            None => Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutstandingPing {
+    id: u64,
+    sent: Instant,
+    app: bool,
+}
+
+pub(crate) struct Session {
+    pub id: SessionId,
+    pub local_index: u32,
+    pub remote_index: u32,
+    pub initiator: bool,
+    pub peer: Option<PeerId>,
+    pub expected_peer: Option<PeerId>,
+    pub state: SessionState,
+    /// The application knows this session (initiator: always; responder: once established).
+    pub reported: bool,
+    pub hs: Option<Box<HsState>>,
+    pub keys: Option<SessionKeys>,
+    replay: ReplayWindow,
+    pub remote: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub probe: Option<PathProbe>,
+    pub timers: TimerTable,
+    pongs_to_send: VecDeque<u64>,
+    pings_to_send: VecDeque<u64>,
+    pings_out: VecDeque<OutstandingPing>,
+    next_ping_id: u64,
+    path_response: Option<(SocketAddr, Option<SocketAddr>, [u8; 8])>,
+    close_code: u64,
+    close_pending: bool,
+    close_sends: u32,
+    pub peer_confirmed: bool,
+    pub rtt: Rtt,
+    pub stats: SessionStats,
+}
+
+/// Pending PONGs kept per session; further PINGs are answered once these drain.
+const MAX_PONGS: usize = 8;
+/// Most CLOSE packets sent while closing.
+const MAX_CLOSE_SENDS: u32 = 4;
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("peer", &self.peer)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn new(
+        id: SessionId,
+        local_index: u32,
+        initiator: bool,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        hs: HsState,
+        config: &Config,
+    ) -> Self {
+        Self {
+            id,
+            local_index,
+            remote_index: 0,
+            initiator,
+            peer: None,
+            expected_peer: None,
+            state: if initiator {
+                SessionState::InitSent
+            } else {
+                SessionState::AwaitConfirm
+            },
+            reported: initiator,
+            hs: Some(Box::new(hs)),
+            keys: None,
+            replay: ReplayWindow::new(),
+            remote,
+            local,
+            probe: None,
+            timers: TimerTable::default(),
+            pongs_to_send: VecDeque::with_capacity(MAX_PONGS),
+            pings_to_send: VecDeque::with_capacity(config.max_outstanding_pings),
+            pings_out: VecDeque::with_capacity(config.max_outstanding_pings),
+            next_ping_id: 1,
+            path_response: None,
+            close_code: 0,
+            close_pending: false,
+            close_sends: 0,
+            peer_confirmed: false,
+            rtt: Rtt::default(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// Earliest timer.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let own = self.timers.next().map(|(at, _)| at);
+        let keys = self.keys.as_ref().and_then(SessionKeys::poll_timeout);
+        match (own, keys) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Earliest timer with its reason.
+    pub fn next_timeout_reason(&self) -> Option<(Instant, TimerKind)> {
+        let own = self.timers.next();
+        let keys = self
+            .keys
+            .as_ref()
+            .and_then(SessionKeys::poll_timeout)
+            .map(|at| (at, TimerKind::KeyDiscard));
+        match (own, keys) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.state == SessionState::Established
+    }
+
+    fn discard_after(&self) -> Duration {
+        (self.rtt.pto() * 3).max(Duration::from_secs(1))
+    }
+
+    /// Moves to `Established` and tells the application.
+    pub fn establish(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.state = SessionState::Established;
+        self.reported = true;
+        ctx.stats.sessions_established += 1;
+        if let Some(peer) = self.peer {
+            ctx.events.push_back(Event::SessionEstablished {
+                session: self.id,
+                peer,
+                initiator: self.initiator,
+            });
+        }
+        self.timers.set(TimerKind::Idle, now + ctx.config.idle_timeout);
+        self.timers
+            .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+        // A first PING: confirms the handshake to the peer and gives an RTT sample.
+        self.queue_ping(now, false, ctx.config);
+    }
+
+    /// Ends the session without sending anything and reports why (if the app knows it).
+    pub fn terminate(&mut self, reason: CloseReason, ctx: &mut Ctx<'_>) {
+        if self.state == SessionState::Closed {
+            return;
+        }
+        let was_draining_or_closing =
+            matches!(self.state, SessionState::Closing | SessionState::Draining);
+        self.state = SessionState::Closed;
+        self.timers.clear();
+        if self.reported && !was_draining_or_closing {
+            ctx.events.push_back(Event::SessionClosed {
+                session: self.id,
+                peer: self.peer,
+                reason,
+            });
+        }
+    }
+
+    /// Starts closing: CLOSE is sent, the application is told now.
+    pub fn close(&mut self, now: Instant, code: u64, reason: CloseReason, ctx: &mut Ctx<'_>) {
+        match self.state {
+            SessionState::Closed | SessionState::Closing | SessionState::Draining => return,
+            SessionState::Established => {}
+            // Nothing to tell a peer that cannot read us yet.
+            SessionState::InitSent | SessionState::AwaitConfirm => {
+                self.terminate(reason, ctx);
+                return;
+            }
+        }
+        if self.reported {
+            ctx.events.push_back(Event::SessionClosed {
+                session: self.id,
+                peer: self.peer,
+                reason,
+            });
+        }
+        self.state = SessionState::Closing;
+        self.close_code = code;
+        self.close_pending = true;
+        self.timers.clear();
+        self.timers.set(TimerKind::Close, now + self.discard_after());
+    }
+
+    /// Queues a PING. App pings are reported with `Event::Pong`.
+    pub fn queue_ping(&mut self, now: Instant, app: bool, config: &Config) -> u64 {
+        let id = self.next_ping_id;
+        self.next_ping_id += 1;
+        if self.pings_out.len() >= config.max_outstanding_pings {
+            self.pings_out.pop_front();
+        }
+        self.pings_out.push_back(OutstandingPing {
+            id,
+            sent: now,
+            app,
+        });
+        if self.pings_to_send.len() >= config.max_outstanding_pings {
+            self.pings_to_send.pop_front();
+        }
+        self.pings_to_send.push_back(id);
+        id
+    }
+
+    /// Handles an encrypted data packet addressed to this session. `buf` is the whole
+    /// datagram; it is decrypted in place.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_data(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: Option<SocketAddr>,
+        key_phase: bool,
+        counter: u64,
+        buf: &mut [u8],
+        ctx: &mut Ctx<'_>,
+    ) {
+        let len = buf.len();
+        let discard_after = self.discard_after();
+        let Some(keys) = self.keys.as_mut() else {
+            ctx.stats.drops.add(DropReason::UnexpectedState);
+            return;
+        };
+        if matches!(self.state, SessionState::Closed | SessionState::Draining) {
+            ctx.stats.drops.add(DropReason::UnexpectedState);
+            return;
+        }
+        if !self.replay.check(counter) {
+            ctx.stats.drops.add(DropReason::Replay);
+            self.stats.replays += 1;
+            trace!(session = ?self.id, counter, "replayed packet dropped");
+            return;
+        }
+        let (header, rest) = buf.split_at_mut(DATA_HEADER_LEN);
+        let Some(tag_at) = rest.len().checked_sub(TAG_LEN) else {
+            ctx.stats.drops.add(DropReason::Malformed);
+            return;
+        };
+        let (payload, tag) = rest.split_at_mut(tag_at);
+        let mut tag_bytes = [0u8; TAG_LEN];
+        tag_bytes.copy_from_slice(tag);
+        let opened = match keys.open(now, discard_after, key_phase, counter, header, payload, &tag_bytes)
+        {
+            Ok(o) => o,
+            Err(_) => {
+                ctx.stats.drops.add(DropReason::DecryptFailed);
+                self.stats.decrypt_failures += 1;
+                if keys.exhausted() {
+                    self.close(now, close_code::KEYS_EXHAUSTED, CloseReason::KeysExhausted, ctx);
+                }
+                return;
+            }
+        };
+        // Authenticated: only now may the replay window move.
+        self.replay.update(counter);
+        if opened == Opened::Updated {
+            ctx.stats.key_updates += 1;
+            self.stats.key_updates += 1;
+        }
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += len as u64;
+        if self.state == SessionState::Closing {
+            // Late packets get our CLOSE again (bounded).
+            if self.close_sends < MAX_CLOSE_SENDS {
+                self.close_pending = true;
+            }
+            self.process_close_frames(payload, ctx);
+            return;
+        }
+        self.timers.set(TimerKind::Idle, now + ctx.config.idle_timeout);
+        if !self.peer_confirmed {
+            self.peer_confirmed = true;
+            self.hs = None;
+            self.timers.stop(TimerKind::HandshakeResend);
+            self.timers.stop(TimerKind::HandshakeExpire);
+            if self.state == SessionState::AwaitConfirm {
+                // IK responder: the initiator proved it holds the keys, from `from`.
+                self.remote = from;
+                self.local = local;
+                self.establish(now, ctx);
+            }
+        }
+        let mut non_probing = false;
+        for frame in frames(payload) {
+            let Ok(frame) = frame else {
+                ctx.stats.drops.add(DropReason::BadFrames);
+                break;
+            };
+            match frame {
+                Frame::Padding { .. } => {}
+                Frame::PathChallenge { data } => {
+                    self.path_response = Some((from, local, data));
+                }
+                Frame::PathResponse { data } => self.on_path_response(from, local, data, ctx),
+                Frame::Ping { id } => {
+                    non_probing = true;
+                    if self.pongs_to_send.len() < MAX_PONGS {
+                        self.pongs_to_send.push_back(id);
+                    }
+                }
+                Frame::Pong { id } => {
+                    non_probing = true;
+                    self.on_pong(now, id, ctx);
+                }
+                Frame::Close { code, .. } => {
+                    self.on_peer_close(now, code, ctx);
+                    return;
+                }
+                _ => non_probing = true,
+            }
+        }
+        if let Some(p) = self.probe.as_mut()
+            && p.addr == from
+        {
+            p.bytes_received += len as u64;
+        }
+        if from != self.remote && non_probing && self.state == SessionState::Established {
+            self.start_probe(now, from, local, len, ctx);
+        }
+    }
+
+    fn process_close_frames(&mut self, payload: &[u8], ctx: &mut Ctx<'_>) {
+        for frame in frames(payload).flatten() {
+            if let Frame::Close { .. } = frame {
+                // Both sides closed: nothing more to say.
+                self.state = SessionState::Closed;
+                self.timers.clear();
+                let _ = ctx;
+                return;
+            }
+        }
+    }
+
+    fn on_peer_close(&mut self, now: Instant, code: u64, ctx: &mut Ctx<'_>) {
+        let reason = if code == close_code::REFUSED {
+            CloseReason::Refused
+        } else {
+            CloseReason::Peer { code }
+        };
+        if self.reported {
+            ctx.events.push_back(Event::SessionClosed {
+                session: self.id,
+                peer: self.peer,
+                reason,
+            });
+        }
+        self.state = SessionState::Draining;
+        self.timers.clear();
+        self.timers.set(TimerKind::Close, now + self.discard_after());
+    }
+
+    fn on_pong(&mut self, now: Instant, id: u64, ctx: &mut Ctx<'_>) {
+        let Some(pos) = self.pings_out.iter().position(|p| p.id == id) else {
+            return;
+        };
+        let Some(p) = self.pings_out.remove(pos) else {
+            return;
+        };
+        let rtt = now.saturating_duration_since(p.sent);
+        self.rtt.sample(rtt);
+        if p.app {
+            ctx.events.push_back(Event::Pong {
+                session: self.id,
+                id,
+                rtt,
+            });
+        }
+    }
+
+    /// Runs due timers.
+    pub fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if let Some(keys) = self.keys.as_mut() {
+            keys.handle_timeout(now);
+        }
+        if self.timers.take_expired(TimerKind::Close, now) {
+            self.state = SessionState::Closed;
+            self.timers.clear();
+            return;
+        }
+        if self.timers.take_expired(TimerKind::HandshakeExpire, now) {
+            trace!(session = ?self.id, "handshake timed out");
+            self.terminate(CloseReason::HandshakeTimeout, ctx);
+            return;
+        }
+        if self.timers.take_expired(TimerKind::Idle, now) {
+            trace!(session = ?self.id, "idle timeout");
+            self.terminate(CloseReason::IdleTimeout, ctx);
+            return;
+        }
+        if self.timers.take_expired(TimerKind::HandshakeResend, now) {
+            self.on_handshake_resend(now, ctx);
+        }
+        if self.timers.take_expired(TimerKind::Keepalive, now) && self.is_established() {
+            self.queue_ping(now, false, ctx.config);
+            self.timers
+                .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+        }
+        if self.timers.take_expired(TimerKind::PathProbe, now) {
+            self.on_probe_timeout(now);
+        }
+    }
+
+    /// Whether `poll_transmit` may have something to send.
+    pub fn wants_to_send(&self) -> bool {
+        if let Some(hs) = &self.hs
+            && hs.need_send
+        {
+            return true;
+        }
+        match self.state {
+            SessionState::Established => {
+                !self.pongs_to_send.is_empty()
+                    || !self.pings_to_send.is_empty()
+                    || self.path_response.is_some()
+                    || self.probe.as_ref().is_some_and(|p| p.need_send)
+            }
+            SessionState::Closing => self.close_pending,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Counters. Network input never returns an error; it is counted here by reason instead.
+
+/// Why an incoming datagram (or part of one) was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Header could not be parsed.
+    Malformed,
+    /// Unknown packet type byte.
+    UnknownType,
+    /// No session has this receiver index.
+    UnknownSession,
+    /// The session cannot accept this packet in its current state.
+    UnexpectedState,
+    /// Counter already seen or too old for the replay window.
+    Replay,
+    /// AEAD authentication failed (forged, corrupted or wrong key).
+    DecryptFailed,
+    /// Authenticated payload whose frames did not parse.
+    BadFrames,
+    /// A Noise handshake message was rejected.
+    HandshakeFailed,
+    /// A handshake init older than one already seen from the same peer.
+    HandshakeReplay,
+    /// An init made for another node's key (mac1 mismatch).
+    WrongKey,
+    /// Under load and the init had no valid cookie (a cookie was sent instead).
+    CookieRequired,
+    /// Pending-handshake table full.
+    PendingFull,
+    /// Session table full.
+    SessionLimit,
+    /// An init shorter than the anti-amplification minimum.
+    TooShort,
+    /// Unsupported version, suite or AEAD offer.
+    Unsupported,
+    /// The output queue for stateless replies was full.
+    ReplyQueueFull,
+    /// Sending would exceed 3x what an unvalidated address sent us.
+    AmplificationLimit,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 17;
+
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Malformed,
+        DropReason::UnknownType,
+        DropReason::UnknownSession,
+        DropReason::UnexpectedState,
+        DropReason::Replay,
+        DropReason::DecryptFailed,
+        DropReason::BadFrames,
+        DropReason::HandshakeFailed,
+        DropReason::HandshakeReplay,
+        DropReason::WrongKey,
+        DropReason::CookieRequired,
+        DropReason::PendingFull,
+        DropReason::SessionLimit,
+        DropReason::TooShort,
+        DropReason::Unsupported,
+        DropReason::ReplyQueueFull,
+        DropReason::AmplificationLimit,
+    ];
+
+    /// A stable snake_case name (for logs, `tern info --json` and metrics).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownType => "unknown_type",
+            DropReason::UnknownSession => "unknown_session",
+            DropReason::UnexpectedState => "unexpected_state",
+            DropReason::Replay => "replay",
+            DropReason::DecryptFailed => "decrypt_failed",
+            DropReason::BadFrames => "bad_frames",
+            DropReason::HandshakeFailed => "handshake_failed",
+            DropReason::HandshakeReplay => "handshake_replay",
+            DropReason::WrongKey => "wrong_key",
+            DropReason::CookieRequired => "cookie_required",
+            DropReason::PendingFull => "pending_full",
+            DropReason::SessionLimit => "session_limit",
+            DropReason::TooShort => "too_short",
+            DropReason::Unsupported => "unsupported",
+            DropReason::ReplyQueueFull => "reply_queue_full",
+            DropReason::AmplificationLimit => "amplification_limit",
+        }
+    }
+}
+
+/// Drop counters by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropReason::COUNT]);
+
+impl DropCounts {
+    /// Drops for one reason.
+    pub fn get(&self, r: DropReason) -> u64 {
+        self.0[r as usize]
+    }
+
+    /// Total drops.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn add(&mut self, r: DropReason) {
+        self.0[r as usize] += 1;
+    }
+
+    /// `(reason, count)` for every non-zero counter.
+    pub fn nonzero(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .into_iter()
+            .map(|r| (r, self.get(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// Node-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Datagrams received.
+    pub rx_datagrams: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Datagrams sent.
+    pub tx_datagrams: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Handshakes this node started.
+    pub handshakes_initiated: u64,
+    /// Sessions established (either role).
+    pub sessions_established: u64,
+    /// Incoming handshakes refused by the trust policy.
+    pub handshakes_refused: u64,
+    /// Cookies (stateless retries) sent.
+    pub cookies_sent: u64,
+    /// Reject hints sent.
+    pub rejects_sent: u64,
+    /// Key updates (either side started).
+    pub key_updates: u64,
+    /// Dropped input by reason.
+    pub drops: DropCounts,
+}
+
+/// Per-session counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Authenticated packets received.
+    pub rx_packets: u64,
+    /// Bytes of authenticated packets received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets dropped as replays.
+    pub replays: u64,
+    /// Packets that failed authentication.
+    pub decrypt_failures: u64,
+    /// Key updates on this session.
+    pub key_updates: u64,
+    /// Path changes after validation.
+    pub path_changes: u64,
+}

@@ -1,0 +1,161 @@
+//! Timers: a fixed table per session (quinn's `TimerTable`) and a lazily-invalidated min-heap
+//! per node, so `poll_timeout` is O(1) and `handle_timeout` O(log n) per due session.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// Why a session wants to wake up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TimerKind {
+    /// Resend the last handshake message (or the confirmation PING) that got no answer.
+    HandshakeResend,
+    /// Give up on a handshake that has not completed.
+    HandshakeExpire,
+    /// Close the session: nothing authenticated was received for `idle_timeout`.
+    Idle,
+    /// Send a keepalive PING: nothing was sent for `keepalive_interval`.
+    Keepalive,
+    /// Drop the previous generation's receive key after a key update.
+    KeyDiscard,
+    /// Resend a PATH_CHALLENGE or give up on validating a new path.
+    PathProbe,
+    /// End of the closing/draining period; the session is then removed.
+    Close,
+    /// Loss detection or probe timeout (recovery).
+    Loss,
+    /// Send a delayed ACK.
+    Ack,
+    /// The pacer allows the next packet.
+    Pacing,
+    /// Path MTU probing.
+    Mtu,
+    /// Send queued NAT-traversal probes.
+    Probe,
+}
+
+impl TimerKind {
+    /// Number of kinds (size of a [`TimerTable`]).
+    pub const COUNT: usize = 12;
+
+    const ALL: [TimerKind; Self::COUNT] = [
+        TimerKind::HandshakeResend,
+        TimerKind::HandshakeExpire,
+        TimerKind::Idle,
+        TimerKind::Keepalive,
+        TimerKind::KeyDiscard,
+        TimerKind::PathProbe,
+        TimerKind::Close,
+        TimerKind::Loss,
+        TimerKind::Ack,
+        TimerKind::Pacing,
+        TimerKind::Mtu,
+        TimerKind::Probe,
+    ];
+}
+
+/// One deadline per [`TimerKind`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimerTable {
+    deadlines: [Option<Instant>; TimerKind::COUNT],
+}
+
+impl TimerTable {
+    /// Sets (or moves) a timer.
+    pub fn set(&mut self, kind: TimerKind, at: Instant) {
+        self.deadlines[kind as usize] = Some(at);
+    }
+
+    /// Cancels a timer.
+    pub fn stop(&mut self, kind: TimerKind) {
+        self.deadlines[kind as usize] = None;
+    }
+
+    /// The deadline of one timer.
+    pub fn get(&self, kind: TimerKind) -> Option<Instant> {
+        self.deadlines[kind as usize]
+    }
+
+    /// Whether `kind` is set and due at `now`; if so it is cleared.
+    pub fn take_expired(&mut self, kind: TimerKind, now: Instant) -> bool {
+        match self.deadlines[kind as usize] {
+            Some(at) if at <= now => {
+                self.deadlines[kind as usize] = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Cancels every timer.
+    pub fn clear(&mut self) {
+        self.deadlines = [None; TimerKind::COUNT];
+    }
+
+    /// The earliest deadline and its kind.
+    pub fn next(&self) -> Option<(Instant, TimerKind)> {
+        let mut best: Option<(Instant, TimerKind)> = None;
+        for (d, k) in self.deadlines.iter().zip(TimerKind::ALL) {
+            if let Some(at) = *d
+                && best.is_none_or(|(b, _)| at < b)
+            {
+                best = Some((at, k));
+            }
+        }
+        best
+    }
+}
+
+/// Min-heap of `(deadline, slot, generation)` with lazy invalidation: an entry is live only
+/// while the slot's recorded deadline still equals it.
+#[derive(Debug, Default)]
+pub struct TimerHeap {
+    heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+}
+
+impl TimerHeap {
+    /// Adds an entry.
+    pub fn push(&mut self, at: Instant, slot: u32, generation: u32) {
+        self.heap.push(Reverse((at, slot, generation)));
+    }
+
+    /// The earliest entry, live or not.
+    pub fn peek(&self) -> Option<(Instant, u32, u32)> {
+        self.heap.peek().map(|r| r.0)
+    }
+
+    /// Removes the earliest entry.
+    pub fn pop(&mut self) -> Option<(Instant, u32, u32)> {
+        self.heap.pop().map(|r| r.0)
+    }
+
+    /// Entries held (live and stale).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn table_reports_earliest() {
+        let t0 = Instant::now();
+        let mut t = TimerTable::default();
+        assert_eq!(t.next(), None);
+        t.set(TimerKind::Idle, t0 + Duration::from_secs(5));
+        t.set(TimerKind::Keepalive, t0 + Duration::from_secs(2));
+        assert_eq!(t.next(), Some((t0 + Duration::from_secs(2), TimerKind::Keepalive)));
+        assert!(!t.take_expired(TimerKind::Keepalive, t0));
+        assert!(t.take_expired(TimerKind::Keepalive, t0 + Duration::from_secs(2)));
+        assert_eq!(t.next(), Some((t0 + Duration::from_secs(5), TimerKind::Idle)));
+    }
+}

@@ -426,13 +426,15 @@ impl Node {
             events,
             stats,
         };
-        let Ok((noise, msg)) = start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
+        let Ok((noise, msg, recipe)) =
+            start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
         else {
             self.release_slot(slot);
             return Err(ConnectError::InvalidPeer);
         };
         let hs = HsState {
             noise: Some(noise),
+            recipe: Some(recipe),
             suite,
             msg,
             cookie: None,

@@ -102,10 +102,12 @@ impl Node {
         // ephemeral with a different header is a corrupted or tampered copy of an XX init
         // (whose first message is not authenticated): the newer one replaces it.
         if let Some(&slot) = self.pending_by_ephemeral.get(&eph) {
-            let same = self.slots[slot as usize].session.as_ref().is_some_and(|s| {
-                s.remote_index == init.sender
-                    && s.hs.as_ref().is_some_and(|hs| hs.suite.id() == init.suite)
-            });
+            let st = &self.slots[slot as usize];
+            let same = st.pending == Some(eph)
+                && st.session.as_ref().is_some_and(|s| {
+                    s.remote_index == init.sender
+                        && s.hs.as_ref().is_some_and(|hs| hs.suite.id() == init.suite)
+                });
             if same {
                 if let Some(hs) = self.slots[slot as usize]
                     .session
@@ -118,7 +120,9 @@ impl Node {
                 self.after_session(slot);
                 return;
             }
-            self.release_slot(slot);
+            if st.pending == Some(eph) {
+                self.release_slot(slot);
+            }
         }
         // Load: require a cookie before doing any Diffie-Hellman work or keeping state.
         if now.saturating_duration_since(self.rate_window.0) >= Duration::from_secs(1) {
@@ -226,7 +230,6 @@ impl Node {
             attempts: 0,
             need_send: true,
             reply_to: Some(from),
-            initiator_ephemeral: Some(eph),
             fell_back: false,
             mac1_key: None,
             aead,
@@ -239,7 +242,7 @@ impl Node {
             .set(TimerKind::HandshakeExpire, now + self.config.handshake_timeout);
         let st = &mut self.slots[slot as usize];
         st.session = Some(s);
-        st.pending = true;
+        st.pending = Some(eph);
         self.pending += 1;
         self.pending_by_ephemeral.insert(eph, slot);
         self.after_session(slot);

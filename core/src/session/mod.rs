@@ -78,8 +78,6 @@ pub(crate) struct HsState {
     pub need_send: bool,
     /// Responder: where to send the response.
     pub reply_to: Option<SocketAddr>,
-    /// Responder: the initiator's ephemeral key (identifies duplicate inits).
-    pub initiator_ephemeral: Option<[u8; 32]>,
     /// Initiator: already fell back from IK to XX after a reject hint.
     pub fell_back: bool,
     /// Initiator: mac1 key for the responder (IK).

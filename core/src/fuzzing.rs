@@ -90,7 +90,9 @@ pub fn replay_window(data: &[u8]) {
     let mut next = 0u64;
     // `Unstructured` yields defaults once exhausted, so loop on remaining input.
     while !u.is_empty() {
-        let Ok((kind, delta)) = u.arbitrary::<(u8, u16)>() else { break };
+        let Ok((kind, delta)) = u.arbitrary::<(u8, u16)>() else {
+            break;
+        };
         let c = match kind % 4 {
             0 => next.saturating_add(u64::from(delta)),
             1 => next.saturating_sub(u64::from(delta)),
@@ -135,7 +137,9 @@ pub fn handshake_responder(data: &[u8]) {
     let mut buf = vec![0u8; 2048];
     let mut now = now0;
     while !u.is_empty() {
-        let Ok(len) = u.int_in_range(0..=1400usize) else { break };
+        let Ok(len) = u.int_in_range(0..=1400usize) else {
+            break;
+        };
         let Ok(bytes) = u.bytes(len) else { break };
         let mut d = bytes.to_vec();
         let port = u.int_in_range(1..=4u16).unwrap_or(1);
@@ -156,7 +160,10 @@ pub fn handshake_responder(data: &[u8]) {
             *sent.entry(t.dst).or_default() += t.len as u64;
         }
         assert!(node.pending_handshakes() <= max_pending);
-        assert!(node.poll_event().is_none(), "no event before a handshake completes");
+        assert!(
+            node.poll_event().is_none(),
+            "no event before a handshake completes"
+        );
         if u.arbitrary::<bool>().unwrap_or(false) {
             now += Duration::from_millis(u64::from(u.arbitrary::<u16>().unwrap_or(0)));
             node.handle_timeout(now);
@@ -174,10 +181,22 @@ pub fn handshake_responder(data: &[u8]) {
 pub fn node_datagram(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let t0 = fixed_instant();
-    let mut a = Node::new(Identity::from_secret([1; 32]), Config::default(), [1; 32], t0, T0_UNIX)
-        .expect("valid config");
-    let mut b = Node::new(Identity::from_secret([2; 32]), Config::default(), [2; 32], t0, T0_UNIX)
-        .expect("valid config");
+    let mut a = Node::new(
+        Identity::from_secret([1; 32]),
+        Config::default(),
+        [1; 32],
+        t0,
+        T0_UNIX,
+    )
+    .expect("valid config");
+    let mut b = Node::new(
+        Identity::from_secret([2; 32]),
+        Config::default(),
+        [2; 32],
+        t0,
+        T0_UNIX,
+    )
+    .expect("valid config");
     let addr_a = SocketAddr::from(([10, 0, 0, 1], 1));
     let addr_b = SocketAddr::from(([10, 0, 0, 2], 2));
     let mut buf = vec![0u8; 2048];
@@ -194,10 +213,14 @@ pub fn node_datagram(data: &[u8]) {
     let mut now = t0;
     let before = b.session_info(sb).expect("live").stats.rx_packets;
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=3u8) else { break };
+        let Ok(op) = u.int_in_range(0..=3u8) else {
+            break;
+        };
         let mut d = match op {
             0 => {
-                let Ok(len) = u.int_in_range(0..=1300usize) else { break };
+                let Ok(len) = u.int_in_range(0..=1300usize) else {
+                    break;
+                };
                 let Ok(bytes) = u.bytes(len) else { break };
                 bytes.to_vec()
             }
@@ -242,7 +265,10 @@ pub fn node_datagram(data: &[u8]) {
     // genuine packets (each genuine packet can be accepted at most once, and they were all
     // delivered already during the handshake).
     if let Some(info) = b.session_info(sb) {
-        assert_eq!(info.stats.rx_packets, before, "unauthenticated input was accepted");
+        assert_eq!(
+            info.stats.rx_packets, before,
+            "unauthenticated input was accepted"
+        );
         // The session still works (unless the fuzzer let it idle out).
         now += Duration::from_millis(1);
         if a.ping(now, s).is_ok() {
@@ -291,7 +317,9 @@ mod corpus {
     use std::path::PathBuf;
 
     fn replay(target: &str, f: fn(&[u8])) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
         let mut n = 0;
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("corpus {dir:?}: {e}"))
@@ -337,7 +365,9 @@ mod seeds {
     use std::path::PathBuf;
 
     fn write(target: &str, name: &str, data: &[u8]) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
         std::fs::create_dir_all(&dir).expect("corpus dir");
         std::fs::write(dir.join(name), data).expect("write seed");
     }
@@ -347,9 +377,26 @@ mod seeds {
     fn write_seed_corpus() {
         // Real handshake and data packets from a two-node exchange.
         let t0 = fixed_instant();
-        let mut a = Node::new(Identity::from_secret([1; 32]), Config::default(), [1; 32], t0, T0_UNIX).unwrap();
-        let mut b = Node::new(Identity::from_secret([2; 32]), Config::default(), [2; 32], t0, T0_UNIX).unwrap();
-        let (aa, ab) = (SocketAddr::from(([10, 0, 0, 1], 1)), SocketAddr::from(([10, 0, 0, 2], 2)));
+        let mut a = Node::new(
+            Identity::from_secret([1; 32]),
+            Config::default(),
+            [1; 32],
+            t0,
+            T0_UNIX,
+        )
+        .unwrap();
+        let mut b = Node::new(
+            Identity::from_secret([2; 32]),
+            Config::default(),
+            [2; 32],
+            t0,
+            T0_UNIX,
+        )
+        .unwrap();
+        let (aa, ab) = (
+            SocketAddr::from(([10, 0, 0, 1], 1)),
+            SocketAddr::from(([10, 0, 0, 2], 2)),
+        );
         let mut log = Vec::new();
         let mut buf = vec![0u8; 2048];
         a.connect(t0, ab, None).unwrap();
@@ -367,15 +414,37 @@ mod seeds {
         for f in [
             Frame::Ping { id: 9 },
             Frame::Pong { id: 9 },
-            Frame::Stream { stream: 4, port: Some(7), offset: 0, data: b"hello", fin: true },
-            Frame::Stream { stream: 4, port: None, offset: 99, data: b"x", fin: false },
-            Frame::ResetStream { stream: 1, code: 2, final_size: 3 },
+            Frame::Stream {
+                stream: 4,
+                port: Some(7),
+                offset: 0,
+                data: b"hello",
+                fin: true,
+            },
+            Frame::Stream {
+                stream: 4,
+                port: None,
+                offset: 99,
+                data: b"x",
+                fin: false,
+            },
+            Frame::ResetStream {
+                stream: 1,
+                code: 2,
+                final_size: 3,
+            },
             Frame::MaxData { max: 1 << 20 },
             Frame::PathChallenge { data: [1; 8] },
-            Frame::Close { code: 1, reason: b"bye" },
+            Frame::Close {
+                code: 1,
+                reason: b"bye",
+            },
             Frame::Datagram { data: b"dgram" },
             Frame::ObservedAddress { seq: 1, addr: aa },
-            Frame::App { channel: 2, data: b"{}" },
+            Frame::App {
+                channel: 2,
+                data: b"{}",
+            },
         ] {
             f.encode(&mut w).unwrap();
         }
@@ -383,16 +452,38 @@ mod seeds {
         let n = w.len();
         write("wire_decode", "frames", &fb[..n]);
 
-        write("replay_window", "walk", &[0, 1, 0, 5, 1, 2, 0, 0, 0, 0xff, 0xff, 2, 3, 0, 1, 0, 1, 9]);
-        write("replay_window", "far-jump", &[3, 0xff, 0xff, 1, 0, 1, 0, 0, 10, 2, 0, 4]);
+        write(
+            "replay_window",
+            "walk",
+            &[0, 1, 0, 5, 1, 2, 0, 0, 0, 0xff, 0xff, 2, 3, 0, 1, 0, 1, 9],
+        );
+        write(
+            "replay_window",
+            "far-jump",
+            &[3, 0xff, 0xff, 1, 0, 1, 0, 0, 10, 2, 0, 4],
+        );
 
         let init = log[0].clone();
         let mut hs = vec![0x05, 0xb0, 0x04];
         hs.extend_from_slice(&init[..init.len().min(1200)]);
         write("handshake_responder", "xx-init", &hs);
-        write("handshake_responder", "garbage", &[200, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 0, 0]);
+        write(
+            "handshake_responder",
+            "garbage",
+            &[200, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 0, 0],
+        );
 
-        write("node_datagram", "mixed", &[0, 20, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 1, 2, 1, 0, 3, 0xff, 0xff, 2, 0, 1]);
-        write("node_datagram", "genuine-mutations", &[1, 0, 2, 5, 7, 1, 1, 2, 3, 0, 9, 3, 0x10, 0x00]);
+        write(
+            "node_datagram",
+            "mixed",
+            &[
+                0, 20, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 1, 2, 1, 0, 3, 0xff, 0xff, 2, 0, 1,
+            ],
+        );
+        write(
+            "node_datagram",
+            "genuine-mutations",
+            &[1, 0, 2, 5, 7, 1, 1, 2, 3, 0, 9, 3, 0x10, 0x00],
+        );
     }
 }

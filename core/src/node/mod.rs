@@ -230,7 +230,9 @@ impl Node {
                 receiver,
                 counter,
             } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| {
                     s.handle_data(now, meta.from, meta.local, key_phase, counter, bytes, ctx)
                 });
@@ -239,11 +241,15 @@ impl Node {
                 self.handle_init(now, meta, init, bytes);
             }
             Header::Response { receiver, noise } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| s.on_response(now, noise, ctx));
             }
             Header::Final { receiver, noise } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 let Node {
                     slots,
                     identity,
@@ -267,11 +273,15 @@ impl Node {
                 self.after_session(slot);
             }
             Header::Cookie { receiver, cookie } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| s.on_cookie(cookie, ctx));
             }
             Header::Reject { receiver, reason } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| s.on_reject(reason, ctx));
             }
         }
@@ -407,7 +417,11 @@ impl Node {
             return Err(ConnectError::TooManySessions);
         }
         let suite = Suite {
-            pattern: if peer.is_some() { Pattern::IK } else { Pattern::XX },
+            pattern: if peer.is_some() {
+                Pattern::IK
+            } else {
+                Pattern::XX
+            },
             cipher: self.config.handshake_cipher,
         };
         let (slot, id, local_index) = self.alloc_slot();
@@ -456,8 +470,10 @@ impl Node {
             TimerKind::HandshakeResend,
             now + self.config.handshake_retransmit,
         );
-        s.timers
-            .set(TimerKind::HandshakeExpire, now + self.config.handshake_timeout);
+        s.timers.set(
+            TimerKind::HandshakeExpire,
+            now + self.config.handshake_timeout,
+        );
         self.slots[slot as usize].session = Some(s);
         self.stats.handshakes_initiated += 1;
         self.after_session(slot);
@@ -466,7 +482,12 @@ impl Node {
 
     /// Closes a session: the peer is told (CLOSE), `SessionClosed` is reported now, and the
     /// handle becomes stale. Errors only for an unknown handle.
-    pub fn close(&mut self, now: Instant, session: SessionId, code: u64) -> Result<(), SessionError> {
+    pub fn close(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        code: u64,
+    ) -> Result<(), SessionError> {
         let slot = self.check(session)?;
         self.with_session(slot, |s, ctx| {
             s.close(now, code, CloseReason::Local { code }, ctx)
@@ -530,7 +551,9 @@ impl Node {
         if slot.generation != id.generation {
             return None;
         }
-        slot.session.as_ref().filter(|s| s.state != SessionState::Closed)
+        slot.session
+            .as_ref()
+            .filter(|s| s.state != SessionState::Closed)
     }
 
     fn check(&self, id: SessionId) -> Result<u32, SessionError> {
@@ -601,7 +624,11 @@ impl Node {
         self.free.push(slot);
     }
 
-    fn with_session<R>(&mut self, slot: u32, f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R) -> Option<R> {
+    fn with_session<R>(
+        &mut self,
+        slot: u32,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
         let r = self.with_session_no_ready(slot, f);
         self.after_session(slot);
         r

@@ -262,7 +262,8 @@ impl Session {
                 initiator: self.initiator,
             });
         }
-        self.timers.set(TimerKind::Idle, now + ctx.config.idle_timeout);
+        self.timers
+            .set(TimerKind::Idle, now + ctx.config.idle_timeout);
         self.timers
             .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
@@ -309,7 +310,8 @@ impl Session {
         self.close_code = code;
         self.close_pending = true;
         self.timers.clear();
-        self.timers.set(TimerKind::Close, now + self.discard_after());
+        self.timers
+            .set(TimerKind::Close, now + self.discard_after());
     }
 
     /// Queues a PING. App pings are reported with `Event::Pong`.
@@ -319,11 +321,8 @@ impl Session {
         if self.pings_out.len() >= config.max_outstanding_pings {
             self.pings_out.pop_front();
         }
-        self.pings_out.push_back(OutstandingPing {
-            id,
-            sent: now,
-            app,
-        });
+        self.pings_out
+            .push_back(OutstandingPing { id, sent: now, app });
         if self.pings_to_send.len() >= config.max_outstanding_pings {
             self.pings_to_send.pop_front();
         }
@@ -368,17 +367,26 @@ impl Session {
         let (payload, tag) = rest.split_at_mut(tag_at);
         let mut tag_bytes = [0u8; TAG_LEN];
         tag_bytes.copy_from_slice(tag);
-        let opened = match keys.open(now, discard_after, key_phase, counter, header, payload, &tag_bytes)
-        {
-            Ok(o) => o,
-            Err(_) => {
-                ctx.stats.drops.add(DropReason::DecryptFailed);
-                self.stats.decrypt_failures += 1;
-                if keys.exhausted() {
-                    self.close(now, close_code::KEYS_EXHAUSTED, CloseReason::KeysExhausted, ctx);
-                }
-                return;
+        let Ok(opened) = keys.open(
+            now,
+            discard_after,
+            key_phase,
+            counter,
+            header,
+            payload,
+            &tag_bytes,
+        ) else {
+            ctx.stats.drops.add(DropReason::DecryptFailed);
+            self.stats.decrypt_failures += 1;
+            if keys.exhausted() {
+                self.close(
+                    now,
+                    close_code::KEYS_EXHAUSTED,
+                    CloseReason::KeysExhausted,
+                    ctx,
+                );
             }
+            return;
         };
         // Authenticated: only now may the replay window move.
         self.replay.update(counter);
@@ -396,7 +404,8 @@ impl Session {
             self.process_close_frames(payload, ctx);
             return;
         }
-        self.timers.set(TimerKind::Idle, now + ctx.config.idle_timeout);
+        self.timers
+            .set(TimerKind::Idle, now + ctx.config.idle_timeout);
         if !self.peer_confirmed {
             self.peer_confirmed = true;
             self.hs = None;
@@ -475,7 +484,8 @@ impl Session {
         }
         self.state = SessionState::Draining;
         self.timers.clear();
-        self.timers.set(TimerKind::Close, now + self.discard_after());
+        self.timers
+            .set(TimerKind::Close, now + self.discard_after());
     }
 
     fn on_pong(&mut self, now: Instant, id: u64, ctx: &mut Ctx<'_>) {

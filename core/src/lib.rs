@@ -72,6 +72,7 @@ pub mod ids;
 pub mod io;
 mod node;
 pub mod rng;
+pub mod rendezvous;
 pub mod session;
 pub mod time;
 pub mod wire;

@@ -31,9 +31,24 @@ pub struct RawDatagram {
 pub struct RawHost {
     /// Everything received, in order.
     pub received: Vec<RawDatagram>,
-    /// Answer each datagram with the sender's address as text (`"198.18.0.7:4000"`), from
-    /// the socket it arrived on: a minimal STUN-like reflector.
+    /// Answer each datagram with [`REFLECT_PREFIX`] and the sender's address as text
+    /// (`reflect:198.18.0.7:4000`), from the socket it arrived on: a minimal STUN-like
+    /// reflector. Answers are never answered, so two reflectors do not loop.
     pub reflect: bool,
+    /// Send every datagram straight back, unchanged (two echo hosts loop forever: a livelock
+    /// for tests of the step bound).
+    pub echo: bool,
+}
+
+/// What a reflector's answers start with.
+pub const REFLECT_PREFIX: &[u8] = b"reflect:";
+
+/// Parses a reflector's answer into the address it reports.
+pub fn parse_reflection(bytes: &[u8]) -> Option<SocketAddr> {
+    std::str::from_utf8(bytes.strip_prefix(REFLECT_PREFIX)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// A host running a tern node.

@@ -15,7 +15,7 @@ use tern_core::{Event, Node, PeerId, RecvMeta, SessionId};
 use crate::app::{AppCx, Directory};
 use crate::clock::{self, SimTime};
 use crate::fault::{Direction, Fault};
-use crate::host::{Host, HostKind, RawDatagram};
+use crate::host::{Host, HostKind, REFLECT_PREFIX, RawDatagram};
 use crate::ids::{HostId, NatId, PacketId, RealmId};
 use crate::link::{LinkConfig, LinkState};
 use crate::log;
@@ -844,15 +844,22 @@ impl Sim {
                 self.drain(h);
             }
             HostKind::Raw(raw) => {
-                let reflect = raw.reflect;
+                let answer = if raw.echo {
+                    Some(pkt.bytes.clone())
+                } else if raw.reflect && !pkt.bytes.starts_with(REFLECT_PREFIX) {
+                    let mut a = REFLECT_PREFIX.to_vec();
+                    a.extend_from_slice(pkt.src.to_string().as_bytes());
+                    Some(a)
+                } else {
+                    None
+                };
                 raw.received.push(RawDatagram {
                     at: now,
                     from: pkt.src.into(),
                     to: pkt.dst.into(),
                     bytes: pkt.bytes,
                 });
-                if reflect {
-                    let answer = pkt.src.to_string().into_bytes();
+                if let Some(answer) = answer {
                     self.send(h, Some(pkt.dst.into()), pkt.src.into(), answer);
                 }
             }

@@ -46,7 +46,7 @@ struct NatSpec {
 
 enum Kind {
     Node { config: Config, app: Box<dyn App> },
-    Raw { reflect: bool },
+    Raw { reflect: bool, echo: bool },
 }
 
 struct HostSpec {
@@ -195,10 +195,11 @@ impl Topology {
                     let peer = node.peer_id();
                     (HostKind::Node(Box::new(NodeHost { node, app })), Some(peer))
                 }
-                Kind::Raw { reflect } => (
+                Kind::Raw { reflect, echo } => (
                     HostKind::Raw(RawHost {
                         received: Vec::new(),
                         reflect,
+                        echo,
                     }),
                     None,
                 ),
@@ -336,13 +337,28 @@ impl HostBuilder<'_> {
 
     /// Makes this a raw UDP endpoint instead of a node.
     pub fn raw(mut self) -> Self {
-        self.spec.kind = Kind::Raw { reflect: false };
+        self.spec.kind = Kind::Raw {
+            reflect: false,
+            echo: false,
+        };
+        self
+    }
+
+    /// Makes this a raw endpoint that sends every datagram straight back.
+    pub fn echo(mut self) -> Self {
+        self.spec.kind = Kind::Raw {
+            reflect: false,
+            echo: true,
+        };
         self
     }
 
     /// Makes this a raw endpoint that answers every datagram with the sender's address.
     pub fn reflector(mut self) -> Self {
-        self.spec.kind = Kind::Raw { reflect: true };
+        self.spec.kind = Kind::Raw {
+            reflect: true,
+            echo: false,
+        };
         self
     }
 

@@ -140,10 +140,10 @@ fn events_at_the_same_instant_run_in_push_order() {
 #[test]
 #[should_panic(expected = "step limit")]
 fn a_livelock_fails_instead_of_hanging() {
-    // Two reflectors on zero-delay links answer each other forever without time advancing.
+    // Two echo hosts on zero-delay links answer each other forever without time advancing.
     let mut t = Topology::new("livelock", 1);
-    let a = t.host("a").reflector().add();
-    let b = t.host("b").reflector().add();
+    let a = t.host("a").echo().add();
+    let b = t.host("b").echo().add();
     let mut sim = t.build();
     sim.set_step_limit(10_000);
     let dst = sim.addr(b);

@@ -41,9 +41,8 @@ pub struct Summary {
 /// Inputs too short to describe a scenario run an empty one.
 pub fn run(data: &[u8]) -> Result<Summary, String> {
     let mut u = Unstructured::new(data);
-    let (mut sim, hosts, nats) = match build(&mut u) {
-        Ok(x) => x,
-        Err(_) => return Ok(Summary::default()),
+    let Ok((mut sim, hosts, nats)) = build(&mut u) else {
+        return Ok(Summary::default());
     };
     sim.set_step_limit(STEP_LIMIT);
     let mut ops = 0;

@@ -15,6 +15,20 @@
 //!
 //! Build a scenario with [`Topology`], run it with [`Sim`]'s `run_*` methods, and assert on
 //! node events, raw datagrams, NAT tables and the trace's counters.
+//!
+//! ## Commands
+//!
+//! ```text
+//! cargo test -p tern-sim                                   # every model and scenario test
+//! SIM_SEED=2 cargo test -p tern-sim --test sessions        # replay one seed
+//! SIM_LOG=1 cargo test -p tern-sim --test scenarios -- --nocapture   # trace lines (sim time)
+//! SIM_LOG=debug …                                          # plus the core's tracing output
+//! cargo run -p tern-sim --bin oracle                       # NAT pair table (p2p-anchors §4.3)
+//! cargo run --release -p tern-sim --bin sim-bench          # simulated s per wall s
+//! cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run sim_scenario # the simulator's own fuzz target
+//! ```
+//!
+//! A pcap of a run: `sim.enable_pcap(Capture::Both)`, then `sim.pcap().unwrap().write_to(path)`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -8,14 +8,8 @@ use tern_sim::rng::SimRng;
 
 fn corpus_dirs() -> Vec<PathBuf> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        here.join("tests/corpus/sim_scenario"),
-        // Once the fuzz crate carries the target, its corpus is replayed too.
-        here.join("../fuzz/corpus/sim_scenario"),
-    ]
-    .into_iter()
-    .filter(|d| d.is_dir())
-    .collect()
+    // The fuzz crate's corpus for the `sim_scenario` target.
+    vec![here.join("../fuzz/corpus/sim_scenario")]
 }
 
 #[test]
@@ -23,6 +17,7 @@ fn corpus_inputs_keep_the_simulator_invariants() {
     let mut files = 0;
     let mut packets = 0;
     for dir in corpus_dirs() {
+        assert!(dir.is_dir(), "{} is missing", dir.display());
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())

@@ -69,10 +69,7 @@ fn got_from_peer(sim: &Sim, h: HostId, peer_ip: std::net::IpAddr) -> Option<Sock
 fn punch(pa: NatPreset, pb: NatPreset, seed: u64) -> bool {
     let mut p = pair(pa, pb, seed);
     let (a, b) = (p.a, p.b);
-    let (Some(ra), Some(rb)) = (
-        reflexive(&mut p, a, A_PORT),
-        reflexive(&mut p, b, B_PORT),
-    ) else {
+    let (Some(ra), Some(rb)) = (reflexive(&mut p, a, A_PORT), reflexive(&mut p, b, B_PORT)) else {
         return false;
     };
     let ta = predict(NatClass::of_preset(pa), ra, A_PORT);
@@ -99,10 +96,7 @@ fn punch(pa: NatPreset, pb: NatPreset, seed: u64) -> bool {
 fn birthday(pa: NatPreset, pb: NatPreset, seed: u64) -> bool {
     let mut p = pair(pa, pb, seed);
     let (a, b) = (p.a, p.b);
-    let (Some(ra), Some(rb)) = (
-        reflexive(&mut p, a, A_PORT),
-        reflexive(&mut p, b, B_PORT),
-    ) else {
+    let (Some(ra), Some(rb)) = (reflexive(&mut p, a, A_PORT), reflexive(&mut p, b, B_PORT)) else {
         return false;
     };
     for i in 0..256u16 {

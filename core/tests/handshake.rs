@@ -415,3 +415,32 @@ fn unreachable_peer_gives_handshake_timeout_with_backoff() {
     let inits = p.sent.iter().filter(|w| w.ty() == INIT).count();
     assert!((4..=8).contains(&inits), "{inits} inits");
 }
+
+#[test]
+fn regression_responder_forgets_half_open_state_before_initiator_gives_up() {
+    // Found by the simulator: with identical resends, a responder that already dropped its
+    // half-open state rejected every later resend as a replay. Resends now start fresh.
+    let mut ca = Config::default();
+    ca.handshake_timeout = Duration::from_secs(60);
+    let mut cb = Config::default();
+    cb.handshake_timeout = Duration::from_secs(2);
+    cb.handshake_retransmit = Duration::from_millis(200);
+    let mut p = Pair::with_configs(ca, cb);
+    // B's answers are lost for the first 8 seconds.
+    p.hook = Some(Box::new(move |w| {
+        if w.from == Side::B && w.seq < 1_000 && w.ty() == 0x02 && w.bytes.len() < 200 {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    }));
+    let sa = p.connect();
+    p.run_for(Duration::from_secs(8));
+    assert_eq!(p.established(Side::A), None);
+    p.hook = None;
+    assert!(p.run_until(Duration::from_secs(30), |p| {
+        p.established(Side::B).is_some()
+    }));
+    assert_eq!(p.established(Side::A), Some(sa));
+    ping_round_trip(&mut p, Side::A);
+}

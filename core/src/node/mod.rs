@@ -21,7 +21,9 @@ use crate::ids::SessionId;
 use crate::io::{RecvMeta, Transmit};
 use crate::rng::NodeRng;
 use crate::session::handshake::start_initiator;
-use crate::session::{Ctx, DropReason, HsState, NodeStats, Session, SessionState, SessionStats};
+use crate::session::{
+    Ctx, DropReason, HsState, NodeStats, Session, SessionState, SessionStats, UnixClock,
+};
 use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
 
@@ -68,8 +70,7 @@ pub struct Node {
     identity: Identity,
     config: Config,
     rng: NodeRng,
-    start: Instant,
-    unix_start: Duration,
+    clock: UnixClock,
     last_now: Instant,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -84,7 +85,6 @@ pub struct Node {
     cookies: CookieJar,
     mac1_key: [u8; 32],
     timestamps: accept::TimestampCache,
-    last_timestamp: u64,
     trusted: BTreeSet<PeerId>,
     rate_window: (Instant, u32),
     stats: NodeStats,
@@ -119,8 +119,11 @@ impl Node {
             identity,
             config,
             rng,
-            start: now,
-            unix_start: unix_now,
+            clock: UnixClock {
+                start: now,
+                unix_start: unix_now,
+                last_timestamp: 0,
+            },
             last_now: now,
             slots: Vec::new(),
             free: Vec::new(),
@@ -135,7 +138,6 @@ impl Node {
             cookies,
             mac1_key,
             timestamps,
-            last_timestamp: 0,
             trusted: BTreeSet::new(),
             rate_window: (now, 0),
             stats: NodeStats::default(),
@@ -258,6 +260,7 @@ impl Node {
                     events,
                     stats,
                     trusted,
+                    clock,
                     ..
                 } = self;
                 if let Some(s) = slots[slot as usize].session.as_mut() {
@@ -267,6 +270,7 @@ impl Node {
                         rng,
                         events,
                         stats,
+                        clock,
                     };
                     s.on_final(now, meta.from, meta.local, noise, trusted, &mut ctx);
                 }
@@ -282,7 +286,7 @@ impl Node {
                 let Some(slot) = self.slot_for_index(receiver) else {
                     return;
                 };
-                self.with_session(slot, |s, ctx| s.on_reject(reason, ctx));
+                self.with_session(slot, |s, ctx| s.on_reject(now, reason, ctx));
             }
         }
     }
@@ -425,13 +429,14 @@ impl Node {
             cipher: self.config.handshake_cipher,
         };
         let (slot, id, local_index) = self.alloc_slot();
-        let timestamp = self.timestamp(now);
+        let timestamp = self.clock.timestamp(now);
         let Node {
             identity,
             config,
             rng,
             events,
             stats,
+            clock,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -440,6 +445,7 @@ impl Node {
             rng,
             events,
             stats,
+            clock,
         };
         let Ok((noise, msg, recipe)) =
             start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
@@ -535,15 +541,8 @@ impl Node {
 
     // ---- internals ----
 
-    fn timestamp(&mut self, now: Instant) -> u64 {
-        let unix = self.unix_start + now.saturating_duration_since(self.start);
-        let ts = u64::try_from(unix.as_nanos()).unwrap_or(u64::MAX);
-        self.last_timestamp = ts.max(self.last_timestamp + 1);
-        self.last_timestamp
-    }
-
     fn unix_secs(&self, now: Instant) -> u64 {
-        (self.unix_start + now.saturating_duration_since(self.start)).as_secs()
+        self.clock.unix(now).as_secs()
     }
 
     fn session(&self, id: SessionId) -> Option<&Session> {
@@ -646,6 +645,7 @@ impl Node {
             rng,
             events,
             stats,
+            clock,
             ..
         } = self;
         let s = slots.get_mut(slot as usize)?.session.as_mut()?;
@@ -655,6 +655,7 @@ impl Node {
             rng,
             events,
             stats,
+            clock,
         };
         Some(f(s, &mut ctx))
     }

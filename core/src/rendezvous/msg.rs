@@ -460,7 +460,11 @@ fn dec_pending(r: &mut Reader<'_>) -> Option<PendingRequest> {
 
 impl Message {
     /// Encodes a response.
-    pub fn encode_response(req_id: u32, body: &Response, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    pub fn encode_response(
+        req_id: u32,
+        body: &Response,
+        out: &mut [u8],
+    ) -> Result<usize, BufferTooSmall> {
         let mut w = Writer::new(out);
         w.u8(2)?;
         w.u32(req_id)?;
@@ -476,12 +480,16 @@ impl Message {
             Response::Found(v) => {
                 w.u8(3)?;
                 w.varint(v.len().min(MAX_FOUND) as u64)?;
-                v.iter().take(MAX_FOUND).try_for_each(|e| enc_entry(&mut w, e))?;
+                v.iter()
+                    .take(MAX_FOUND)
+                    .try_for_each(|e| enc_entry(&mut w, e))?;
             }
             Response::Pending(v) => {
                 w.u8(4)?;
                 w.varint(v.len().min(MAX_FOUND) as u64)?;
-                v.iter().take(MAX_FOUND).try_for_each(|p| enc_pending(&mut w, p))?;
+                v.iter()
+                    .take(MAX_FOUND)
+                    .try_for_each(|p| enc_pending(&mut w, p))?;
             }
             Response::Ok => w.u8(5)?,
             Response::Error { code, message } => {
@@ -582,7 +590,9 @@ impl Message {
                     }
                     4 => {
                         let n = count(&mut r, MAX_FOUND)?;
-                        Response::Pending((0..n).map(|_| dec_pending(&mut r)).collect::<Option<_>>()?)
+                        Response::Pending(
+                            (0..n).map(|_| dec_pending(&mut r)).collect::<Option<_>>()?,
+                        )
                     }
                     5 => Response::Ok,
                     6 => Response::Error {
@@ -630,7 +640,10 @@ mod tests {
     use crate::Address;
 
     fn ids() -> (Identity, Identity) {
-        (Identity::from_secret([1; 32]), Identity::from_secret([9; 32]))
+        (
+            Identity::from_secret([1; 32]),
+            Identity::from_secret([9; 32]),
+        )
     }
 
     #[test]
@@ -646,17 +659,39 @@ mod tests {
             }),
             Request::Resolve(Query::Hostname("bravo".into())),
             Request::Resolve(Query::Address(Address::new(0, 5))),
-            Request::Find { words: "weather tag:mcp".into(), limit: 10 },
-            Request::TrustRequest { target: Query::Peer(server.peer_id()), note: "hi".into() },
-            Request::TrustDecision { requester: server.peer_id(), approve: true },
-            Request::Revoke { peer: server.peer_id() },
+            Request::Find {
+                words: "weather tag:mcp".into(),
+                limit: 10,
+            },
+            Request::TrustRequest {
+                target: Query::Peer(server.peer_id()),
+                note: "hi".into(),
+            },
+            Request::TrustDecision {
+                requester: server.peer_id(),
+                approve: true,
+            },
+            Request::Revoke {
+                peer: server.peer_id(),
+            },
             Request::Pending,
             Request::Deregister,
         ];
         let mut buf = vec![0u8; 4096];
         for (i, body) in reqs.into_iter().enumerate() {
-            let n = Message::encode_request(&node, &server.peer_id(), i as u32, 1000, [i as u8; 16], &body, &mut buf).unwrap();
-            let Some(Message::Request(req)) = Message::decode(&buf[..n]) else { panic!("{body:?}") };
+            let n = Message::encode_request(
+                &node,
+                &server.peer_id(),
+                i as u32,
+                1000,
+                [i as u8; 16],
+                &body,
+                &mut buf,
+            )
+            .unwrap();
+            let Some(Message::Request(req)) = Message::decode(&buf[..n]) else {
+                panic!("{body:?}")
+            };
             assert_eq!(req.body, body);
             assert!(req.verify(&buf[..n], &node.peer_id(), &server.peer_id()));
             // Another server, another signer, or any flipped byte: rejected.
@@ -673,31 +708,55 @@ mod tests {
     #[test]
     fn responses_and_pushes_round_trip() {
         let (node, server) = ids();
-        let record = SignedRecord::sign(&server, node.peer_id(), Address::new(0, 1), Some("a".into()), 9);
+        let record = SignedRecord::sign(
+            &server,
+            node.peer_id(),
+            Address::new(0, 1),
+            Some("a".into()),
+            9,
+        );
         let entry = Entry {
             record: record.clone(),
             tags: vec!["x".into()],
             tools: vec![Tool::new("t", "d")],
             public: false,
             online: true,
-            endpoints: Some(Endpoints { host: vec!["10.0.0.1:1".parse().unwrap()], reflexive: vec![] }),
+            endpoints: Some(Endpoints {
+                host: vec!["10.0.0.1:1".parse().unwrap()],
+                reflexive: vec![],
+            }),
         };
-        let pending = PendingRequest { from: record.clone(), note: "please".into(), time_ms: 5 };
+        let pending = PendingRequest {
+            from: record.clone(),
+            note: "please".into(),
+            time_ms: 5,
+        };
         let mut buf = vec![0u8; 8192];
         for body in [
-            Response::Registered { record: record.clone() },
+            Response::Registered {
+                record: record.clone(),
+            },
             Response::Resolved(Box::new(entry.clone())),
             Response::Found(vec![entry.clone(), entry.clone()]),
             Response::Pending(vec![pending.clone()]),
             Response::Ok,
-            Response::Error { code: ErrorCode::HostnameTaken, message: "taken".into() },
+            Response::Error {
+                code: ErrorCode::HostnameTaken,
+                message: "taken".into(),
+            },
         ] {
             let n = Message::encode_response(7, &body, &mut buf).unwrap();
-            assert_eq!(Message::decode(&buf[..n]), Some(Message::Response { req_id: 7, body }));
+            assert_eq!(
+                Message::decode(&buf[..n]),
+                Some(Message::Response { req_id: 7, body })
+            );
         }
         for p in [
             Push::TrustRequested(pending),
-            Push::TrustDecided { by: node.peer_id(), approve: false },
+            Push::TrustDecided {
+                by: node.peer_id(),
+                approve: false,
+            },
             Push::Revoked { by: node.peer_id() },
         ] {
             let n = Message::encode_push(&p, &mut buf).unwrap();
@@ -709,7 +768,11 @@ mod tests {
     fn malformed_messages_are_none() {
         assert_eq!(Message::decode(&[]), None);
         assert_eq!(Message::decode(&[9]), None);
-        assert_eq!(Message::decode(&[2, 0, 0, 0, 1, 5, 0]), None, "trailing byte");
+        assert_eq!(
+            Message::decode(&[2, 0, 0, 0, 1, 5, 0]),
+            None,
+            "trailing byte"
+        );
         // A count above the cap is refused before allocating.
         assert_eq!(Message::decode(&[2, 0, 0, 0, 1, 3, 0x80, 0, 0x10, 0]), None);
     }

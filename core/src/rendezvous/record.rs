@@ -25,7 +25,9 @@ pub const MAX_TOOL_DESCRIPTION: usize = 200;
 #[non_exhaustive]
 pub enum FieldError {
     /// Bad hostname.
-    #[error("hostname {0:?} is invalid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'")]
+    #[error(
+        "hostname {0:?} is invalid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'"
+    )]
     Hostname(String),
     /// Bad tag.
     #[error("tag {0:?} is invalid: use 1-32 characters a-z, 0-9, '-', '_' and '.'")]
@@ -46,7 +48,11 @@ pub fn validate_hostname(h: &str) -> Result<(), FieldError> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !h.starts_with('-')
         && !h.ends_with('-');
-    if ok { Ok(()) } else { Err(FieldError::Hostname(h.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::Hostname(h.to_owned()))
+    }
 }
 
 /// Checks a tag.
@@ -56,7 +62,11 @@ pub fn validate_tag(t: &str) -> Result<(), FieldError> {
         && t.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
         });
-    if ok { Ok(()) } else { Err(FieldError::Tag(t.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::Tag(t.to_owned()))
+    }
 }
 
 /// A tool an MCP server exposes, as published in the directory.
@@ -225,7 +235,17 @@ mod tests {
         for ok in ["a", "my-mcp-server", "x1", &"a".repeat(63)] {
             assert_eq!(validate_hostname(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "ä", &"a".repeat(64), "a b"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            "ä",
+            &"a".repeat(64),
+            "a b",
+        ] {
             assert!(validate_hostname(bad).is_err(), "{bad}");
         }
         assert_eq!(validate_tag("mcp.search_v2"), Ok(()));
@@ -241,7 +261,10 @@ mod tests {
         let rec = SignedRecord::sign(&dir, node, Address::new(0, 77), Some("alpha".into()), 1000);
         assert!(rec.verify(&dir.peer_id(), 999));
         assert!(!rec.verify(&dir.peer_id(), 1001), "expired");
-        assert!(!rec.verify(&other.peer_id(), 999), "someone else's directory");
+        assert!(
+            !rec.verify(&other.peer_id(), 999),
+            "someone else's directory"
+        );
         let mut forged = rec.clone();
         forged.hostname = Some("bravo".into());
         assert!(!forged.verify(&dir.peer_id(), 999));

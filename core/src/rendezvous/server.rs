@@ -325,14 +325,23 @@ impl Server {
         let skew = u64::try_from(self.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         if !req.verify(raw, &from, &self.identity.peer_id()) {
             self.stats.bad_signatures += 1;
-            return err(ErrorCode::BadSignature, "signature does not match the session key");
+            return err(
+                ErrorCode::BadSignature,
+                "signature does not match the session key",
+            );
         }
         if req.time_ms.abs_diff(now_ms) > skew {
             self.stats.bad_signatures += 1;
-            return err(ErrorCode::BadSignature, "request time is too far from the server's clock; check the system time");
+            return err(
+                ErrorCode::BadSignature,
+                "request time is too far from the server's clock; check the system time",
+            );
         }
         let Some(online) = self.online.get_mut(&from) else {
-            return err(ErrorCode::BadRequest, "no session registered with the server");
+            return err(
+                ErrorCode::BadRequest,
+                "no session registered with the server",
+            );
         };
         if !online.requests.take(
             1,
@@ -357,7 +366,10 @@ impl Server {
         }
         if online.nonces.len() >= 4096 {
             self.stats.rate_limited += 1;
-            return err(ErrorCode::RateLimited, "too many requests in the replay window");
+            return err(
+                ErrorCode::RateLimited,
+                "too many requests in the replay window",
+            );
         }
         online.nonces.push_back((now_ms, req.nonce));
         match &req.body {
@@ -412,7 +424,10 @@ impl Server {
             if let Some(ip) = ip
                 && self.per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_nodes_per_ip
             {
-                return err(ErrorCode::RateLimited, "too many registrations from this address");
+                return err(
+                    ErrorCode::RateLimited,
+                    "too many registrations from this address",
+                );
             }
         }
         let address = match &existing {
@@ -480,7 +495,10 @@ impl Server {
     /// Whether `asker` may see `target`'s details and endpoints.
     fn visible(&self, asker: &PeerId, target: &PeerId) -> bool {
         asker == target
-            || self.nodes.get(target).is_some_and(|n| n.registration.public)
+            || self
+                .nodes
+                .get(target)
+                .is_some_and(|n| n.registration.public)
             || self.trusts(asker, target)
     }
 
@@ -698,7 +716,8 @@ impl Server {
             return Err(RelayDenied::SenderUnknown);
         };
         // Peers idle for a minute free their slot.
-        o.relay_peers.retain(|_, last| now_ms.saturating_sub(*last) < 60_000);
+        o.relay_peers
+            .retain(|_, last| now_ms.saturating_sub(*last) < 60_000);
         if !o.relay_peers.contains_key(to) && o.relay_peers.len() >= max_peers {
             return Err(RelayDenied::Quota);
         }
@@ -730,7 +749,8 @@ impl Server {
             }
             self.nodes.insert(n.peer, n);
         }
-        self.trust.extend(snap.trust.into_iter().map(|(a, b)| pair(a, b)));
+        self.trust
+            .extend(snap.trust.into_iter().map(|(a, b)| pair(a, b)));
         for r in snap.pending {
             let q = self.pending.entry(r.to).or_default();
             if q.len() < self.config.max_pending_per_target {
@@ -755,7 +775,11 @@ fn score(reg: &Registration, words: &[String]) -> Option<u32> {
         if reg.tags.iter().any(|t| t == w) {
             s += 10;
         }
-        if reg.hostname.as_deref().is_some_and(|h| h.contains(w.as_str())) {
+        if reg
+            .hostname
+            .as_deref()
+            .is_some_and(|h| h.contains(w.as_str()))
+        {
             s += 8;
         }
         for t in &reg.tools {
@@ -765,8 +789,7 @@ fn score(reg: &Registration, words: &[String]) -> Option<u32> {
             } else if name.contains(w.as_str()) {
                 s += 4;
             }
-            if t
-                .description
+            if t.description
                 .to_lowercase()
                 .split(|c: char| !c.is_alphanumeric())
                 .any(|d| d == w)

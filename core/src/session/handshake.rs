@@ -214,7 +214,7 @@ impl Session {
     /// Initiator: the responder could not use our IK init. If it says the key was wrong,
     /// fall back to XX once: XX authenticates whoever answers, so a real key mismatch becomes
     /// an authenticated `PeerMismatch` instead of a timeout.
-    pub(crate) fn on_reject(&mut self, reason: u8, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_reject(&mut self, now: Instant, reason: u8, ctx: &mut Ctx<'_>) {
         let Some(hs) = self.hs.as_mut() else { return };
         if self.state != SessionState::InitSent
             || hs.fell_back
@@ -228,7 +228,8 @@ impl Session {
             pattern: Pattern::XX,
             cipher: hs.suite.cipher,
         };
-        let Ok((noise, msg, recipe)) = start_initiator(suite, ctx, None, self.local_index, 0)
+        let ts = ctx.clock.timestamp(now);
+        let Ok((noise, msg, recipe)) = start_initiator(suite, ctx, None, self.local_index, ts)
         else {
             return;
         };
@@ -255,9 +256,31 @@ impl Session {
                 let Some(hs) = self.hs.as_mut() else { return };
                 hs.attempts += 1;
                 hs.need_send = true;
+                let attempts = hs.attempts;
+                // The first resend repeats the init byte for byte (the responder recognises
+                // it and resends its cached answer). Later ones start a fresh handshake (new
+                // ephemeral key and timestamp), so a responder that dropped its half-open
+                // state, or restarted, can still answer: it would reject the old init as a
+                // replay.
+                if attempts >= 2 {
+                    let suite = hs.suite;
+                    let responder = match suite.pattern {
+                        Pattern::IK => self.expected_peer,
+                        Pattern::XX => None,
+                    };
+                    let ts = ctx.clock.timestamp(now);
+                    if let Ok((noise, msg, recipe)) =
+                        start_initiator(suite, ctx, responder.as_ref(), self.local_index, ts)
+                        && let Some(hs) = self.hs.as_mut()
+                    {
+                        hs.noise = Some(noise);
+                        hs.msg = msg;
+                        hs.recipe = Some(recipe);
+                    }
+                }
                 self.timers.set(
                     TimerKind::HandshakeResend,
-                    now + resend_delay(base, hs.attempts),
+                    now + resend_delay(base, attempts),
                 );
             }
             SessionState::Established if !self.peer_confirmed && self.initiator => {

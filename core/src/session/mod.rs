@@ -42,6 +42,30 @@ pub(crate) struct Ctx<'a> {
     pub rng: &'a mut NodeRng,
     pub events: &'a mut VecDeque<Event>,
     pub stats: &'a mut NodeStats,
+    pub clock: &'a mut UnixClock,
+}
+
+/// Wall-clock time derived from the `Instant` timeline (captured once at `Node::new`), and
+/// strictly increasing handshake timestamps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UnixClock {
+    pub start: Instant,
+    pub unix_start: Duration,
+    pub last_timestamp: u64,
+}
+
+impl UnixClock {
+    /// Unix time at `now`.
+    pub fn unix(&self, now: Instant) -> Duration {
+        self.unix_start + now.saturating_duration_since(self.start)
+    }
+
+    /// A handshake timestamp (ns) newer than every one issued before.
+    pub fn timestamp(&mut self, now: Instant) -> u64 {
+        let ts = u64::try_from(self.unix(now).as_nanos()).unwrap_or(u64::MAX);
+        self.last_timestamp = ts.max(self.last_timestamp.saturating_add(1));
+        self.last_timestamp
+    }
 }
 
 /// Where a session is in its life.

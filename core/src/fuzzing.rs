@@ -110,6 +110,137 @@ pub fn replay_window(data: &[u8]) {
     }
 }
 
+/// `rendezvous_msg`: the rendezvous decoder never panics, and decoded responses and pushes
+/// re-encode to the same bytes.
+pub fn rendezvous_msg(data: &[u8]) {
+    use crate::rendezvous::msg::Message;
+    let Some(msg) = Message::decode(data) else {
+        return;
+    };
+    let mut out = vec![0u8; crate::rendezvous::msg::MAX_MESSAGE];
+    match &msg {
+        Message::Response { req_id, body } => {
+            let n = Message::encode_response(*req_id, body, &mut out).expect("re-encodes");
+            assert_eq!(Message::decode(&out[..n]), Some(msg.clone()));
+        }
+        Message::Push(p) => {
+            let n = Message::encode_push(p, &mut out).expect("re-encodes");
+            assert_eq!(Message::decode(&out[..n]), Some(msg.clone()));
+        }
+        Message::Request(_) => {}
+    }
+}
+
+/// `rendezvous_server`: arbitrary (mostly validly signed) requests from a handful of
+/// identities, with time steps and connects/disconnects, never panic the server, always get
+/// a decodable answer, and never make a private node visible to a peer it does not trust.
+pub fn rendezvous_server(data: &[u8]) {
+    use crate::rendezvous::msg::{Message, Query, Registration, Request, Response};
+    use crate::rendezvous::{Server, ServerConfig};
+    let mut u = Unstructured::new(data);
+    let server_id = Identity::from_secret([250; 32]);
+    let server_peer = server_id.peer_id();
+    let mut server = Server::new(server_id, ServerConfig::default(), [1; 32]);
+    let ids: Vec<Identity> = (1..=4u8).map(|i| Identity::from_secret([i; 32])).collect();
+    let mut now = 1_800_000_000_000u64;
+    let mut out = vec![0u8; crate::rendezvous::msg::MAX_MESSAGE];
+    let mut nonce = 0u128;
+    while !u.is_empty() {
+        let Ok(who) = u.int_in_range(0..=3usize) else {
+            break;
+        };
+        let id = &ids[who];
+        let Ok(op) = u.int_in_range(0..=12u8) else {
+            break;
+        };
+        let pick =
+            |u: &mut Unstructured<'_>| ids[u.int_in_range(0..=3usize).unwrap_or(0)].peer_id();
+        let body = match op {
+            0 => {
+                server.connected(
+                    now,
+                    id.peer_id(),
+                    SocketAddr::from(([198, 51, 100, who as u8], 1000)),
+                );
+                continue;
+            }
+            1 => {
+                server.disconnected(&id.peer_id());
+                continue;
+            }
+            2 => {
+                now += u64::from(u.arbitrary::<u16>().unwrap_or(0));
+                continue;
+            }
+            3 => {
+                let raw_len = u.int_in_range(0..=200usize).unwrap_or(0);
+                let raw = u.bytes(raw_len).unwrap_or(&[]);
+                if let Some(resp) = server.handle(now, id.peer_id(), raw) {
+                    assert!(Message::decode(&resp).is_some());
+                }
+                continue;
+            }
+            4 => Request::Register(Registration {
+                hostname: Some(["a", "b", "c"][u.int_in_range(0..=2usize).unwrap_or(0)].to_owned()),
+                tags: vec!["mcp".into()],
+                tools: vec![],
+                public: u.arbitrary().unwrap_or(false),
+                candidates: vec![],
+            }),
+            5 => Request::Resolve(Query::Peer(pick(&mut u))),
+            6 => Request::Resolve(Query::Hostname("b".into())),
+            7 => Request::Find {
+                words: "mcp a b".into(),
+                limit: 10,
+            },
+            8 => Request::TrustRequest {
+                target: Query::Peer(pick(&mut u)),
+                note: String::new(),
+            },
+            9 => Request::TrustDecision {
+                requester: pick(&mut u),
+                approve: u.arbitrary().unwrap_or(true),
+            },
+            10 => Request::Revoke { peer: pick(&mut u) },
+            11 => Request::Pending,
+            _ => Request::Deregister,
+        };
+        nonce += 1;
+        let n = Message::encode_request(
+            id,
+            &server_peer,
+            1,
+            now,
+            nonce.to_be_bytes(),
+            &body,
+            &mut out,
+        )
+        .expect("fits");
+        let Some(resp) = server.handle(now, id.peer_id(), &out[..n]) else {
+            panic!("a valid request got no answer");
+        };
+        let Some(Message::Response { body: resp, .. }) = Message::decode(&resp) else {
+            panic!("undecodable answer");
+        };
+        // Whatever was answered, private nodes stay hidden from peers that do not trust them.
+        let entries = match &resp {
+            Response::Resolved(e) => vec![(**e).clone()],
+            Response::Found(v) => v.clone(),
+            _ => vec![],
+        };
+        for e in entries {
+            if e.endpoints.is_some() || matches!(resp, Response::Found(_)) {
+                assert!(
+                    e.public
+                        || e.record.peer == id.peer_id()
+                        || server.trusts(&e.record.peer, &id.peer_id()),
+                    "a private node leaked"
+                );
+            }
+        }
+    }
+}
+
 const T0_UNIX: Duration = Duration::from_secs(1_800_000_000);
 
 fn responder_config() -> Config {
@@ -354,6 +485,16 @@ mod corpus {
     fn node_datagram_corpus() {
         replay("node_datagram", super::node_datagram);
     }
+
+    #[test]
+    fn rendezvous_msg_corpus() {
+        replay("rendezvous_msg", super::rendezvous_msg);
+    }
+
+    #[test]
+    fn rendezvous_server_corpus() {
+        replay("rendezvous_server", super::rendezvous_server);
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +614,54 @@ mod seeds {
             &[200, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 0, 0],
         );
 
+        {
+            use crate::rendezvous::msg::{Message, Push, Query, Request, Response};
+            use crate::rendezvous::record::SignedRecord;
+            let dir = Identity::from_secret([9; 32]);
+            let rec = SignedRecord::sign(
+                &dir,
+                a.peer_id(),
+                crate::Address::new(0, 7),
+                Some("alpha".into()),
+                99,
+            );
+            let mut out = vec![0u8; 4096];
+            let n = Message::encode_response(1, &Response::Registered { record: rec }, &mut out)
+                .unwrap();
+            write("rendezvous_msg", "registered", &out[..n]);
+            let n = Message::encode_push(
+                &Push::TrustDecided {
+                    by: a.peer_id(),
+                    approve: true,
+                },
+                &mut out,
+            )
+            .unwrap();
+            write("rendezvous_msg", "push", &out[..n]);
+            let n = Message::encode_request(
+                &dir,
+                &a.peer_id(),
+                3,
+                5,
+                [1; 16],
+                &Request::Resolve(Query::Hostname("x".into())),
+                &mut out,
+            )
+            .unwrap();
+            write("rendezvous_msg", "request", &out[..n]);
+        }
+        write(
+            "rendezvous_server",
+            "register-resolve",
+            &[0, 0, 0, 4, 0, 0, 1, 0, 1, 4, 1, 1, 5, 0, 1, 6, 2, 8, 0],
+        );
+        write(
+            "rendezvous_server",
+            "trust",
+            &[
+                0, 0, 1, 0, 0, 4, 1, 0, 4, 0, 1, 4, 1, 0, 8, 1, 1, 11, 1, 9, 0, 1, 0, 5, 1,
+            ],
+        );
         write(
             "node_datagram",
             "mixed",

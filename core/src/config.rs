@@ -66,6 +66,16 @@ pub struct Config {
     /// Outstanding application pings remembered per session (default 16; a newer ping
     /// replaces the oldest).
     pub max_outstanding_pings: usize,
+    /// Rendezvous server: RELAY frames from peers are forwarding requests, surfaced through
+    /// `Node::poll_relay` (default false: RELAY frames are accepted only from sessions marked
+    /// with `Node::use_relay`, as datagrams from the named peer).
+    pub relay_server: bool,
+    /// Rendezvous server: tell every peer the address its packets arrive from (the beacon;
+    /// default false).
+    pub send_observed_addresses: bool,
+    /// Relayed datagrams buffered between the session that received them and their
+    /// processing (default 256; newest dropped when full).
+    pub max_relay_queue: usize,
 }
 
 impl Default for Config {
@@ -88,6 +98,9 @@ impl Default for Config {
             max_replay_timestamps: 4096,
             send_reject_hints: true,
             max_outstanding_pings: 16,
+            relay_server: false,
+            send_observed_addresses: false,
+            max_relay_queue: 256,
         }
     }
 }

@@ -14,6 +14,9 @@ pub enum ConnectError {
     /// Connecting to ourselves.
     #[error("cannot connect to this node's own key")]
     SelfConnect,
+    /// The relay session given is not marked with `Node::use_relay` (or is gone).
+    #[error("no such relay session; connect to a rendezvous server and call use_relay first")]
+    NoRelay,
 }
 
 /// A command on an existing session failed.

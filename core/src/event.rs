@@ -1,6 +1,5 @@
 //! Events the node reports through `poll_event`. They carry handles, never payloads.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::identity::PeerId;
@@ -90,11 +89,20 @@ pub enum Event {
         /// Round-trip time.
         rtt: Duration,
     },
-    /// The session's peer now uses a new, validated address.
+    /// A rendezvous server told us the address it sees our packets come from (our
+    /// reflexive address as seen through that session).
+    ObservedAddress {
+        /// The session with the server.
+        session: SessionId,
+        /// Our address as the server sees it.
+        addr: std::net::SocketAddr,
+    },
+    /// The session moved to another path (a new validated address, or between relayed and
+    /// direct).
     PathChanged {
         /// The session.
         session: SessionId,
-        /// The new remote address.
-        remote: SocketAddr,
+        /// The new path.
+        path: crate::session::PathInfo,
     },
 }

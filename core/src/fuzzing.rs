@@ -32,6 +32,7 @@ pub fn wire_decode(data: &[u8]) {
                     init.cookie.as_ref(),
                     init.mac1.is_some(),
                     init.noise,
+                    header::INIT_MIN_LEN,
                 );
                 if let Ok(n) = n {
                     let total = n + if init.mac1.is_some() { COOKIE_LEN } else { 0 };

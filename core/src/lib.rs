@@ -85,6 +85,6 @@ pub use event::{CloseReason, Event, close_code};
 pub use identity::{Identity, PeerId, PeerIdParseError};
 pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
-pub use node::{Node, SessionInfo};
-pub use session::{DropReason, NodeStats, SessionState, SessionStats};
+pub use node::{Node, RelayError, RelayRequest, SessionInfo};
+pub use session::{DropReason, NodeStats, PathInfo, Route, SessionState, SessionStats};
 pub use time::TimerKind;

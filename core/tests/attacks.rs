@@ -9,7 +9,7 @@ use common::*;
 use tern_core::crypto::cookie;
 use tern_core::crypto::handshake::{Handshake, HandshakeCipher, Pattern, Suite};
 use tern_core::wire::header::{self, COOKIE_LEN, DATA_HEADER_LEN, TAG_LEN};
-use tern_core::{Config, DropReason, Event};
+use tern_core::{Config, DropReason, Event, PathInfo};
 
 const INIT: u8 = 0x01;
 
@@ -83,8 +83,8 @@ fn replayed_handshake_creates_no_second_session_and_redirects_nothing() {
         &p.events_b[established_before..]
     );
     assert_eq!(
-        p.b.session_info(sb).unwrap().remote,
-        p.a_addr,
+        p.b.session_info(sb).unwrap().path,
+        PathInfo::Direct(p.a_addr),
         "path unchanged"
     );
     assert_eq!(
@@ -202,7 +202,8 @@ fn new_source_address_is_used_only_after_it_proves_itself() {
     p.run_for(Duration::from_secs(10));
     let info = p.b.session_info(sb).unwrap();
     assert_eq!(
-        info.remote, p.a_addr,
+        info.path,
+        PathInfo::Direct(p.a_addr),
         "path must not move to an unproven address"
     );
     assert!(
@@ -228,10 +229,13 @@ fn new_source_address_is_used_only_after_it_proves_itself() {
     let now = p.now;
     p.a.ping(now, sa).unwrap();
     p.run_for(Duration::from_secs(2));
-    assert_eq!(p.b.session_info(sb).unwrap().remote, new_addr);
+    assert_eq!(
+        p.b.session_info(sb).unwrap().path,
+        PathInfo::Direct(new_addr)
+    );
     assert!(p.events_b.contains(&Event::PathChanged {
         session: sb,
-        remote: new_addr
+        path: PathInfo::Direct(new_addr)
     }));
     ping(&mut p, Side::B);
     ping(&mut p, Side::A);
@@ -276,8 +280,17 @@ fn forged_init(
     let mut noise = [0u8; 256];
     let n = hs.write_init(attacker_id, ts, &mut noise).unwrap();
     let mut out = vec![0u8; 1500];
-    let len =
-        header::write_init(&mut out, suite.id(), offer, sender, None, true, &noise[..n]).unwrap();
+    let len = header::write_init(
+        &mut out,
+        suite.id(),
+        offer,
+        sender,
+        None,
+        true,
+        &noise[..n],
+        header::INIT_MIN_LEN,
+    )
+    .unwrap();
     let key = cookie::mac1_key(&responder.x25519_public().unwrap());
     let mac = cookie::mac1(&key, &out[..len]);
     out[len..len + COOKIE_LEN].copy_from_slice(&mac);

@@ -117,8 +117,8 @@ pub enum EventSummary {
     PathChanged {
         /// The session.
         session: SessionId,
-        /// The new remote.
-        remote: SocketAddr,
+        /// The new remote address (`None` when the session moved to a relay).
+        remote: Option<SocketAddr>,
     },
     /// `IncomingRefused`.
     IncomingRefused,
@@ -140,7 +140,13 @@ impl EventSummary {
                 reason: close_reason_name(&reason),
             },
             Event::Pong { session, id, rtt } => EventSummary::Pong { session, id, rtt },
-            Event::PathChanged { session, remote } => EventSummary::PathChanged { session, remote },
+            Event::PathChanged { session, path } => EventSummary::PathChanged {
+                session,
+                remote: match path {
+                    tern_core::PathInfo::Direct(a) => Some(a),
+                    _ => None,
+                },
+            },
             Event::IncomingRefused { .. } => EventSummary::IncomingRefused,
             _ => EventSummary::Other,
         }

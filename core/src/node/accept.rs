@@ -24,9 +24,8 @@ use crate::crypto::handshake::{Handshake, Pattern, Recipe, STATUS_ACCEPT, STATUS
 use crate::crypto::keys::SessionKeys;
 use crate::event::Event;
 use crate::identity::PeerId;
-use crate::io::RecvMeta;
 use crate::session::handshake::prologue;
-use crate::session::{DropReason, HsState, Session};
+use crate::session::{DropReason, HsState, Route, Session};
 use crate::time::TimerKind;
 use crate::wire::header::{
     self, INIT_MIN_LEN, INIT_PROLOGUE_LEN, Init, TYPE_RESPONSE, VERSION, reject,
@@ -70,22 +69,18 @@ impl TimestampCache {
 }
 
 impl Node {
-    pub(super) fn handle_init(
-        &mut self,
-        now: Instant,
-        meta: RecvMeta,
-        init: Init<'_>,
-        bytes: &[u8],
-    ) {
-        let from = meta.from;
+    pub(super) fn handle_init(&mut self, now: Instant, from: Route, init: Init<'_>, bytes: &[u8]) {
+        // Relayed inits come through an authenticated relay session: the relay vouches for
+        // the source, so the anti-amplification size and the cookie do not apply.
+        let relayed = from.is_relay();
         let drop = |node: &mut Node, r: DropReason| {
             node.stats.drops.add(r);
-            trace!(%from, reason = r.name(), "init dropped");
+            trace!(?from, reason = r.name(), "init dropped");
         };
         let Some(suite) = Suite::from_id(init.suite).filter(|_| init.version == VERSION) else {
             return drop(self, DropReason::Unsupported);
         };
-        if bytes.len() < INIT_MIN_LEN {
+        if bytes.len() < INIT_MIN_LEN && !relayed {
             return drop(self, DropReason::TooShort);
         }
         let mac_ok = init
@@ -93,7 +88,7 @@ impl Node {
             .is_some_and(|m| cookie::mac1_ok(&self.mac1_key, &bytes[..init.mac1_covered], &m));
         if !mac_ok && (suite.pattern == Pattern::IK || init.mac1.is_some()) {
             if self.config.send_reject_hints
-                && self.replies.push(from, meta.local, |b| {
+                && self.replies.push(from, |b| {
                     header::write_reject(b, init.sender, reject::WRONG_KEY).ok()
                 })
             {
@@ -141,16 +136,23 @@ impl Node {
         self.rate_window.1 = self.rate_window.1.saturating_add(1);
         let under_load = self.pending >= self.config.cookie_threshold
             || self.rate_window.1 > self.config.handshake_rate_limit;
-        if under_load {
+        if let (
+            true,
+            Route::Direct {
+                remote: from_addr, ..
+            },
+        ) = (under_load, from)
+        {
             let unix = self.unix_secs(now);
             let valid = init
                 .cookie
-                .is_some_and(|c| self.cookies.verify(unix, from, init.sender, &c));
+                .is_some_and(|c| self.cookies.verify(unix, from_addr, init.sender, &c));
             if !valid {
-                let c = self.cookies.make(unix, from, init.sender);
-                if self.replies.push(from, meta.local, |b| {
-                    header::write_cookie(b, init.sender, &c).ok()
-                }) {
+                let c = self.cookies.make(unix, from_addr, init.sender);
+                if self
+                    .replies
+                    .push(from, |b| header::write_cookie(b, init.sender, &c).ok())
+                {
                     self.stats.cookies_sent += 1;
                 } else {
                     self.stats.drops.add(DropReason::ReplyQueueFull);
@@ -174,7 +176,7 @@ impl Node {
         let initiator = match noise.read_init(init.noise) {
             Ok(i) => i,
             Err(e) => {
-                debug!(%from, error = %e, "init rejected by noise");
+                debug!(?from, error = %e, "init rejected by noise");
                 return drop(self, DropReason::HandshakeFailed);
             }
         };
@@ -184,7 +186,7 @@ impl Node {
             }
             if self.config.incoming == IncomingPolicy::TrustedOnly && !self.trusted.contains(&peer)
             {
-                self.refuse(meta, init.sender, noise, peer);
+                self.refuse(from, init.sender, noise, peer);
                 return;
             }
         }
@@ -248,7 +250,7 @@ impl Node {
             mac1_key: None,
             aead,
         };
-        let mut s = Session::new(id, local_index, false, from, meta.local, hs, &self.config);
+        let mut s = Session::new(id, local_index, false, from, hs, &self.config);
         s.remote_index = init.sender;
         s.keys = keys;
         s.peer = peer;
@@ -266,11 +268,11 @@ impl Node {
 
     /// Answers an authenticated but untrusted initiator with a signed-by-handshake refusal
     /// and keeps no state.
-    fn refuse(&mut self, meta: RecvMeta, sender: u32, mut noise: Handshake, peer: PeerId) {
+    fn refuse(&mut self, to: Route, sender: u32, mut noise: Handshake, peer: PeerId) {
         let aead = self.config.aeads[0];
         let mut m2 = [0u8; crate::crypto::handshake::MAX_NOISE_MSG];
         if let Ok(n) = noise.write_response(&self.identity, STATUS_REFUSED, 0, aead, &mut m2) {
-            let queued = self.replies.push(meta.from, meta.local, |b| {
+            let queued = self.replies.push(to, |b| {
                 header::write_handshake(b, TYPE_RESPONSE, sender, &m2[..n]).ok()
             });
             if !queued {

@@ -3,6 +3,7 @@
 //! methods are thin; the logic lives in `session/` and `accept`.
 
 mod accept;
+mod relay;
 mod replies;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -13,7 +14,6 @@ use tracing::trace;
 
 use crate::config::{Config, ConfigError};
 use crate::crypto::cookie::{self, CookieJar};
-use crate::crypto::handshake::{Pattern, Suite};
 use crate::error::{ConnectError, SessionError};
 use crate::event::{CloseReason, Event, close_code};
 use crate::identity::{Identity, PeerId};
@@ -22,11 +22,13 @@ use crate::io::{RecvMeta, Transmit};
 use crate::rng::NodeRng;
 use crate::session::handshake::start_initiator;
 use crate::session::{
-    Ctx, DropReason, HsState, NodeStats, Session, SessionState, SessionStats, UnixClock,
+    Ctx, DropReason, HsState, NodeStats, PathInfo, Route, Session, SessionState, SessionStats,
+    UnixClock,
 };
 use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
 
+pub use relay::{RelayError, RelayQueue, RelayRequest};
 use replies::Replies;
 
 /// A read-only view of one session, for status displays.
@@ -41,8 +43,8 @@ pub struct SessionInfo {
     pub state: SessionState,
     /// True if this node dialed.
     pub initiator: bool,
-    /// The peer's current (validated) address.
-    pub remote: SocketAddr,
+    /// The path the session uses now (a validated address, or a relay).
+    pub path: PathInfo,
     /// Smoothed round-trip time, once measured.
     pub rtt: Option<Duration>,
     /// The data AEAD, once negotiated.
@@ -88,6 +90,16 @@ pub struct Node {
     trusted: BTreeSet<PeerId>,
     rate_window: (Instant, u32),
     stats: NodeStats,
+    /// RELAY frames received by sessions, processed after each input.
+    relay_in: RelayQueue,
+    /// Relay server: forwarding requests for `poll_relay`.
+    relay_requests: RelayQueue,
+    /// Client: sessions used as relays, with the server's key.
+    relays: BTreeMap<SessionId, PeerId>,
+    /// The latest established session with each peer.
+    by_peer: BTreeMap<PeerId, SessionId>,
+    /// Scratch space for wrapping relayed datagrams.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Node {
@@ -115,6 +127,7 @@ impl Node {
         let cookies = CookieJar::new(rng.seed());
         let mac1_key = cookie::mac1_key(&identity.x25519_public());
         let timestamps = accept::TimestampCache::new(config.max_replay_timestamps);
+        let config_relay_queue = config.max_relay_queue;
         Ok(Self {
             identity,
             config,
@@ -141,6 +154,11 @@ impl Node {
             trusted: BTreeSet::new(),
             rate_window: (now, 0),
             stats: NodeStats::default(),
+            relay_in: RelayQueue::new(config_relay_queue),
+            relay_requests: RelayQueue::new(config_relay_queue),
+            relays: BTreeMap::new(),
+            by_peer: BTreeMap::new(),
+            scratch: Vec::with_capacity(2048),
         })
     }
 
@@ -179,7 +197,12 @@ impl Node {
             peer: s.peer,
             state: s.state,
             initiator: s.initiator,
-            remote: s.remote,
+            path: match s.route {
+                Route::Direct { remote, .. } => PathInfo::Direct(remote),
+                Route::Relay { .. } => PathInfo::Relayed {
+                    relay: s.relay_peer.unwrap_or(PeerId::from_bytes([0; 32])),
+                },
+            },
             rtt: s.rtt.smoothed,
             aead: s.keys.as_ref().map(|k| k.kind()),
             key_generation: s.keys.as_ref().map_or(0, |k| k.generation()),
@@ -215,6 +238,13 @@ impl Node {
         self.last_now = self.last_now.max(now);
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += bytes.len() as u64;
+        self.handle_routed(now, Route::direct(meta.from, meta.local), bytes);
+        self.drain_relay_in(now);
+    }
+
+    /// Dispatches one datagram that arrived over `route` (directly, or unwrapped from a
+    /// relay session).
+    fn handle_routed(&mut self, now: Instant, route: Route, bytes: &mut [u8]) {
         let header = match header::parse(bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -222,7 +252,7 @@ impl Node {
                     HeaderError::UnknownType => DropReason::UnknownType,
                     _ => DropReason::Malformed,
                 });
-                trace!(from = %meta.from, error = %e, "undecodable datagram");
+                trace!(?route, error = %e, "undecodable datagram");
                 return;
             }
         };
@@ -236,11 +266,11 @@ impl Node {
                     return;
                 };
                 self.with_session(slot, |s, ctx| {
-                    s.handle_data(now, meta.from, meta.local, key_phase, counter, bytes, ctx)
+                    s.handle_data(now, route, key_phase, counter, bytes, ctx)
                 });
             }
             Header::Init(init) => {
-                self.handle_init(now, meta, init, bytes);
+                self.handle_init(now, route, init, bytes);
             }
             Header::Response { receiver, noise } => {
                 let Some(slot) = self.slot_for_index(receiver) else {
@@ -261,6 +291,7 @@ impl Node {
                     stats,
                     trusted,
                     clock,
+                    relay_in,
                     ..
                 } = self;
                 if let Some(s) = slots[slot as usize].session.as_mut() {
@@ -271,8 +302,9 @@ impl Node {
                         events,
                         stats,
                         clock,
+                        relay_in,
                     };
-                    s.on_final(now, meta.from, meta.local, noise, trusted, &mut ctx);
+                    s.on_final(now, route, noise, trusted, &mut ctx);
                 }
                 self.after_session(slot);
             }
@@ -330,19 +362,23 @@ impl Node {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.last_now = self.last_now.max(now);
-        if let Some(t) = self.replies.pop(buf) {
-            self.count_tx(&t);
-            return Some(t);
-        }
-        while let Some(slot) = self.ready.pop_front() {
+        loop {
+            if let Some((route, len)) = self.replies.pop(buf) {
+                if let Some(t) = self.finish_transmit(now, route, len, buf) {
+                    return Some(t);
+                }
+                continue;
+            }
+            let slot = self.ready.pop_front()?;
             let t = self.with_session_no_ready(slot, |s, ctx| s.poll_transmit(now, buf, ctx));
             match t.flatten() {
-                Some(t) => {
+                Some((route, len)) => {
                     // It may have more; keep it queued, behind the others (round robin).
                     self.ready.push_back(slot);
                     self.after_session_no_ready(slot);
-                    self.count_tx(&t);
-                    return Some(t);
+                    if let Some(t) = self.finish_transmit(now, route, len, buf) {
+                        return Some(t);
+                    }
                 }
                 None => {
                     if let Some(s) = self.slots.get_mut(slot as usize) {
@@ -352,14 +388,66 @@ impl Node {
                 }
             }
         }
-        None
+    }
+
+    /// Turns a datagram in `buf[..len]` for `route` into a transmit: as is for a direct
+    /// route, wrapped into the relay session's packet for a relayed one.
+    fn finish_transmit(
+        &mut self,
+        now: Instant,
+        route: Route,
+        len: usize,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let t = match route {
+            Route::Direct { remote, local } => Transmit {
+                dst: remote,
+                src: local,
+                len,
+                segment_size: None,
+            },
+            Route::Relay { via, peer } => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                scratch.clear();
+                scratch.extend_from_slice(&buf[..len]);
+                let outer = self
+                    .check(via)
+                    .ok()
+                    .and_then(|slot| {
+                        self.with_session(slot, |s, ctx| {
+                            s.build_relay_packet(now, buf, peer, &scratch, ctx)
+                        })
+                    })
+                    .flatten();
+                self.scratch = scratch;
+                match outer {
+                    Some((Route::Direct { remote, local }, n)) => Transmit {
+                        dst: remote,
+                        src: local,
+                        len: n,
+                        segment_size: None,
+                    },
+                    _ => {
+                        // No usable relay session (or relay over relay): drop.
+                        self.stats.drops.add(DropReason::RelayDenied);
+                        return None;
+                    }
+                }
+            }
+        };
+        self.count_tx(&t);
+        Some(t)
     }
 
     /// When `handle_timeout` must next be called: `None` if nothing is scheduled. While
     /// transmits or events are queued it returns the last `now` seen. O(1).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.ready.is_empty() || !self.events.is_empty() || !self.replies.is_empty() {
+        if !self.ready.is_empty()
+            || !self.events.is_empty()
+            || !self.replies.is_empty()
+            || self.relay_requests_pending()
+        {
             return Some(self.last_now);
         }
         self.timers.peek().map(|(at, _, _)| at)
@@ -408,6 +496,15 @@ impl Node {
         local: Option<SocketAddr>,
         peer: Option<PeerId>,
     ) -> Result<SessionId, ConnectError> {
+        self.start_connect(now, Route::direct(remote, local), peer)
+    }
+
+    fn start_connect(
+        &mut self,
+        now: Instant,
+        route: Route,
+        peer: Option<PeerId>,
+    ) -> Result<SessionId, ConnectError> {
         self.last_now = self.last_now.max(now);
         if let Some(p) = &peer {
             if p.x25519_public().is_none() {
@@ -420,14 +517,7 @@ impl Node {
         if self.live >= self.config.max_sessions {
             return Err(ConnectError::TooManySessions);
         }
-        let suite = Suite {
-            pattern: if peer.is_some() {
-                Pattern::IK
-            } else {
-                Pattern::XX
-            },
-            cipher: self.config.handshake_cipher,
-        };
+        let suite = self.suite_for(peer.as_ref());
         let (slot, id, local_index) = self.alloc_slot();
         let timestamp = self.clock.timestamp(now);
         let Node {
@@ -437,6 +527,7 @@ impl Node {
             events,
             stats,
             clock,
+            relay_in,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -446,6 +537,7 @@ impl Node {
             events,
             stats,
             clock,
+            relay_in,
         };
         let Ok((noise, msg, recipe)) =
             start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
@@ -470,7 +562,7 @@ impl Node {
                 .map(|x| cookie::mac1_key(&x)),
             aead: self.config.aeads[0],
         };
-        let mut s = Session::new(id, local_index, true, remote, local, hs, &self.config);
+        let mut s = Session::new(id, local_index, true, route, hs, &self.config);
         s.expected_peer = peer;
         s.timers.set(
             TimerKind::HandshakeResend,
@@ -609,6 +701,12 @@ impl Node {
         };
         if let Some(session) = s.session.take() {
             self.by_index.remove(&session.local_index);
+            if let Some(peer) = session.peer
+                && self.by_peer.get(&peer) == Some(&session.id)
+            {
+                self.by_peer.remove(&peer);
+            }
+            self.relays.remove(&session.id);
         } else {
             self.by_index.retain(|_, v| *v != slot);
         }
@@ -646,6 +744,7 @@ impl Node {
             events,
             stats,
             clock,
+            relay_in,
             ..
         } = self;
         let s = slots.get_mut(slot as usize)?.session.as_mut()?;
@@ -656,6 +755,7 @@ impl Node {
             events,
             stats,
             clock,
+            relay_in,
         };
         Some(f(s, &mut ctx))
     }
@@ -686,6 +786,13 @@ impl Node {
             self.release_slot(slot);
             self.clean_heap_top();
             return;
+        }
+        if session.state == SessionState::Established
+            && session.reported
+            && let Some(peer) = session.peer
+            && self.by_peer.get(&peer) != Some(&session.id)
+        {
+            self.by_peer.insert(peer, session.id);
         }
         if session.state != SessionState::AwaitConfirm
             && let Some(eph) = s.pending.take()

@@ -2,10 +2,8 @@
 //! buffers. When it is full, new replies are dropped (and counted), never queued without
 //! bound: a flood of inits cannot make the node buffer unbounded output.
 
+use crate::session::Route;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-
-use crate::io::Transmit;
 
 /// Most replies queued at once.
 pub(crate) const MAX_REPLIES: usize = 256;
@@ -13,8 +11,7 @@ pub(crate) const MAX_REPLIES: usize = 256;
 pub(crate) const MAX_REPLY_LEN: usize = 128;
 
 pub(crate) struct Reply {
-    dst: SocketAddr,
-    src: Option<SocketAddr>,
+    dst: Route,
     len: usize,
     bytes: [u8; MAX_REPLY_LEN],
 }
@@ -36,12 +33,7 @@ impl Replies {
 
     /// Queues a reply built by `write`; returns false if the queue is full or the reply
     /// does not fit.
-    pub fn push(
-        &mut self,
-        dst: SocketAddr,
-        src: Option<SocketAddr>,
-        write: impl FnOnce(&mut [u8]) -> Option<usize>,
-    ) -> bool {
+    pub fn push(&mut self, dst: Route, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         if self.queue.len() >= MAX_REPLIES {
             return false;
         }
@@ -49,26 +41,15 @@ impl Replies {
         let Some(len) = write(&mut bytes) else {
             return false;
         };
-        self.queue.push_back(Reply {
-            dst,
-            src,
-            len,
-            bytes,
-        });
+        self.queue.push_back(Reply { dst, len, bytes });
         true
     }
 
-    pub fn pop(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let r = self.queue.front()?;
+    /// Copies the next reply into `buf`; returns where it goes and its length.
+    pub fn pop(&mut self, buf: &mut [u8]) -> Option<(Route, usize)> {
+        let r = self.queue.pop_front()?;
         let out = buf.get_mut(..r.len)?;
         out.copy_from_slice(&r.bytes[..r.len]);
-        let t = Transmit {
-            dst: r.dst,
-            src: r.src,
-            len: r.len,
-            segment_size: None,
-        };
-        self.queue.pop_front();
-        Some(t)
+        Some((r.dst, r.len))
     }
 }

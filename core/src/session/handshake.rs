@@ -2,12 +2,11 @@
 //! reject hints, retransmission with backoff, and the responder's XX message 3.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::{Ctx, Session, SessionState};
+use super::{Ctx, Route, Session, SessionState};
 use crate::config::IncomingPolicy;
 use crate::crypto::handshake::{Handshake, Pattern, Recipe, STATUS_REFUSED, Suite};
 use crate::crypto::keys::SessionKeys;
@@ -308,8 +307,7 @@ impl Session {
     pub(crate) fn on_final(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        local: Option<SocketAddr>,
+        from: Route,
         noise: &[u8],
         trust: &BTreeSet<PeerId>,
         ctx: &mut Ctx<'_>,
@@ -344,8 +342,7 @@ impl Session {
         let aead = hs.aead;
         self.keys = Some(SessionKeys::new(aead, r2i, i2r, now));
         self.peer = Some(peer);
-        self.remote = from;
-        self.local = local;
+        self.route = from;
         self.hs = None;
         self.peer_confirmed = true;
         self.timers.stop(TimerKind::HandshakeExpire);

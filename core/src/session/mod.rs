@@ -32,7 +32,7 @@ use crate::time::{TimerKind, TimerTable};
 use crate::wire::frame::{Frame, frames};
 use crate::wire::header::{DATA_HEADER_LEN, TAG_LEN};
 
-pub use path::PathProbe;
+pub use path::{PathInfo, PathProbe, RELAY_OVERHEAD, Route};
 pub use stats::{DropReason, NodeStats, SessionStats};
 
 /// Shared node state a session needs while handling input or building output.
@@ -43,6 +43,7 @@ pub(crate) struct Ctx<'a> {
     pub events: &'a mut VecDeque<Event>,
     pub stats: &'a mut NodeStats,
     pub clock: &'a mut UnixClock,
+    pub relay_in: &'a mut crate::node::RelayQueue,
 }
 
 /// Wall-clock time derived from the `Instant` timeline (captured once at `Node::new`), and
@@ -101,7 +102,7 @@ pub(crate) struct HsState {
     pub attempts: u32,
     pub need_send: bool,
     /// Responder: where to send the response.
-    pub reply_to: Option<SocketAddr>,
+    pub reply_to: Option<Route>,
     /// Initiator: already fell back from IK to XX after a reject hint.
     pub fell_back: bool,
     /// Initiator: mac1 key for the responder (IK).
@@ -165,22 +166,36 @@ pub(crate) struct Session {
     pub hs: Option<Box<HsState>>,
     pub keys: Option<SessionKeys>,
     replay: ReplayWindow,
-    pub remote: SocketAddr,
-    pub local: Option<SocketAddr>,
+    /// Where packets go now.
+    pub route: Route,
+    /// The relay server's key, when this session may use a relay.
+    pub relay_peer: Option<PeerId>,
     pub probe: Option<PathProbe>,
     pub timers: TimerTable,
     pongs_to_send: VecDeque<u64>,
     pings_to_send: VecDeque<u64>,
     pings_out: VecDeque<OutstandingPing>,
     next_ping_id: u64,
-    path_response: Option<(SocketAddr, Option<SocketAddr>, [u8; 8])>,
+    path_response: Option<(Route, [u8; 8])>,
     close_code: u64,
     close_pending: bool,
     close_sends: u32,
     pub peer_confirmed: bool,
     pub rtt: Rtt,
     pub stats: SessionStats,
+    /// Relay server only: datagrams to forward to this session's peer, with the peer they
+    /// come from (bounded by [`MAX_RELAY_OUT`]; newest dropped when full).
+    relay_out: VecDeque<(PeerId, Vec<u8>)>,
+    relay_pool: Vec<Vec<u8>>,
+    /// The last address a rendezvous server told us it sees us at.
+    pub observed: Option<SocketAddr>,
+    /// Server: tell the peer the address we see it at (beacon).
+    pub send_observed: bool,
+    pub(crate) observed_seq: u64,
 }
+
+/// Datagrams a relay queues per session before it drops new ones.
+pub const MAX_RELAY_OUT: usize = 256;
 
 /// Pending PONGs kept per session; further PINGs are answered once these drain.
 const MAX_PONGS: usize = 8;
@@ -193,7 +208,7 @@ impl std::fmt::Debug for Session {
             .field("id", &self.id)
             .field("state", &self.state)
             .field("peer", &self.peer)
-            .field("remote", &self.remote)
+            .field("route", &self.route)
             .finish_non_exhaustive()
     }
 }
@@ -203,8 +218,7 @@ impl Session {
         id: SessionId,
         local_index: u32,
         initiator: bool,
-        remote: SocketAddr,
-        local: Option<SocketAddr>,
+        route: Route,
         hs: HsState,
         config: &Config,
     ) -> Self {
@@ -224,8 +238,8 @@ impl Session {
             hs: Some(Box::new(hs)),
             keys: None,
             replay: ReplayWindow::new(),
-            remote,
-            local,
+            route,
+            relay_peer: None,
             probe: None,
             timers: TimerTable::default(),
             pongs_to_send: VecDeque::with_capacity(MAX_PONGS),
@@ -239,7 +253,50 @@ impl Session {
             peer_confirmed: false,
             rtt: Rtt::default(),
             stats: SessionStats::default(),
+            relay_out: VecDeque::new(),
+            relay_pool: Vec::new(),
+            observed: None,
+            send_observed: false,
+            observed_seq: 0,
         }
+    }
+
+    /// Relay server: queues `data` (a datagram from `from`) for this session's peer.
+    /// Returns false when the queue is full (the datagram is dropped).
+    pub fn queue_relay(&mut self, from: PeerId, data: &[u8]) -> bool {
+        if self.relay_out.len() >= MAX_RELAY_OUT || !self.is_established() {
+            return false;
+        }
+        let mut v = self.relay_pool.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(data);
+        self.relay_out.push_back((from, v));
+        true
+    }
+
+    /// Client of a relay: wraps `inner` (a datagram for `peer`) into a packet on this
+    /// session (with the relay server).
+    pub fn build_relay_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        peer: PeerId,
+        inner: &[u8],
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Route, usize)> {
+        if !self.is_established() {
+            return None;
+        }
+        let route = self.route;
+        let max = buf.len().min(usize::from(ctx.config.max_udp_payload));
+        self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
+            Frame::Relay {
+                peer: *peer.as_bytes(),
+                data: inner,
+            }
+            .encode(w)
+            .is_ok()
+        })
     }
 
     /// Earliest timer.
@@ -290,6 +347,7 @@ impl Session {
             .set(TimerKind::Idle, now + ctx.config.idle_timeout);
         self.timers
             .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+        self.send_observed = ctx.config.send_observed_addresses;
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
         self.queue_ping(now, false, ctx.config);
     }
@@ -360,8 +418,7 @@ impl Session {
     pub fn handle_data(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        local: Option<SocketAddr>,
+        from: Route,
         key_phase: bool,
         counter: u64,
         buf: &mut [u8],
@@ -413,6 +470,7 @@ impl Session {
             return;
         };
         // Authenticated: only now may the replay window move.
+        let newest = counter >= self.replay.next_expected();
         self.replay.update(counter);
         if opened == Opened::Updated {
             ctx.stats.key_updates += 1;
@@ -437,8 +495,7 @@ impl Session {
             self.timers.stop(TimerKind::HandshakeExpire);
             if self.state == SessionState::AwaitConfirm {
                 // IK responder: the initiator proved it holds the keys, from `from`.
-                self.remote = from;
-                self.local = local;
+                self.route = from;
                 self.establish(now, ctx);
             }
         }
@@ -451,9 +508,19 @@ impl Session {
             match frame {
                 Frame::Padding { .. } => {}
                 Frame::PathChallenge { data } => {
-                    self.path_response = Some((from, local, data));
+                    self.path_response = Some((from, data));
                 }
-                Frame::PathResponse { data } => self.on_path_response(from, local, data, ctx),
+                Frame::PathResponse { data } => {
+                    if let Route::Direct { remote, local } = from {
+                        self.on_path_response(remote, local, data, ctx);
+                    }
+                }
+                Frame::Relay { peer, data } => {
+                    non_probing = true;
+                    if !ctx.relay_in.push(self.id, PeerId::from_bytes(peer), data) {
+                        ctx.stats.drops.add(DropReason::RelayQueueFull);
+                    }
+                }
                 Frame::Ping { id } => {
                     non_probing = true;
                     if self.pongs_to_send.len() < MAX_PONGS {
@@ -468,16 +535,34 @@ impl Session {
                     self.on_peer_close(now, code, ctx);
                     return;
                 }
+                Frame::ObservedAddress { addr, .. } => {
+                    if self.observed != Some(addr) {
+                        self.observed = Some(addr);
+                        ctx.events.push_back(Event::ObservedAddress {
+                            session: self.id,
+                            addr,
+                        });
+                    }
+                }
                 _ => non_probing = true,
             }
         }
-        if let Some(p) = self.probe.as_mut()
-            && p.addr == from
+        if let (Some(p), Route::Direct { remote, .. }) = (self.probe.as_mut(), from)
+            && p.addr == remote
         {
             p.bytes_received += len as u64;
         }
-        if from != self.remote && non_probing && self.state == SessionState::Established {
-            self.start_probe(now, from, local, len, ctx);
+        if from != self.route && self.state == SessionState::Established {
+            match from {
+                // A new address must prove itself before traffic moves there.
+                Route::Direct { remote, local } if non_probing => {
+                    self.start_probe(now, remote, local, len, ctx);
+                }
+                // The peer went (back) to the relay: the relay vouches for the route and the
+                // packet is authenticated; follow it if it is the newest packet.
+                Route::Relay { .. } if newest => self.set_route(from, ctx),
+                _ => {}
+            }
         }
     }
 
@@ -576,6 +661,8 @@ impl Session {
                     || !self.pings_to_send.is_empty()
                     || self.path_response.is_some()
                     || self.probe.as_ref().is_some_and(|p| p.need_send)
+                    || !self.relay_out.is_empty()
+                    || self.send_observed
             }
             SessionState::Closing => self.close_pending,
             _ => false,

@@ -9,7 +9,65 @@ use tracing::debug;
 
 use super::{Ctx, Session};
 use crate::event::Event;
+use crate::identity::PeerId;
+use crate::ids::SessionId;
 use crate::time::TimerKind;
+
+/// Bytes a relay adds around a relayed packet: the outer data header and tag (29) and the
+/// RELAY frame header (type 2, peer key 32, length 2).
+pub const RELAY_OVERHEAD: usize = 29 + 2 + 32 + 2;
+
+/// Where a session's packets go (and where a datagram came from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Route {
+    /// Plain UDP to `remote`, from the local socket `local` (`None`: the default socket).
+    Direct {
+        /// Remote address.
+        remote: SocketAddr,
+        /// Local socket.
+        local: Option<SocketAddr>,
+    },
+    /// Wrapped in the session `via` with a relay server, to or from the peer `peer`.
+    Relay {
+        /// This node's session with the relay.
+        via: SessionId,
+        /// The peer on the far side of the relay.
+        peer: PeerId,
+    },
+}
+
+impl Route {
+    /// A direct route.
+    pub fn direct(remote: SocketAddr, local: Option<SocketAddr>) -> Self {
+        Route::Direct { remote, local }
+    }
+
+    /// The remote address of a direct route.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        match self {
+            Route::Direct { remote, .. } => Some(*remote),
+            Route::Relay { .. } => None,
+        }
+    }
+
+    /// Whether this is a relayed route.
+    pub fn is_relay(&self) -> bool {
+        matches!(self, Route::Relay { .. })
+    }
+}
+
+/// The path a session uses, as reported to the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathInfo {
+    /// Directly to this address.
+    Direct(SocketAddr),
+    /// Through the relay server `relay`.
+    Relayed {
+        /// The relay server's key.
+        relay: PeerId,
+    },
+}
 
 /// Challenges sent before a candidate path is given up.
 const MAX_CHALLENGES: u32 = 5;
@@ -89,15 +147,32 @@ impl Session {
             return;
         }
         debug!(session = ?self.id, %from, "path validated");
-        self.remote = from;
-        self.local = local.or(p.local);
+        let local = local.or(p.local);
         self.probe = None;
         self.timers.stop(TimerKind::PathProbe);
+        self.set_route(Route::direct(from, local), ctx);
+    }
+
+    /// Moves the session to `route` and reports it.
+    pub(crate) fn set_route(&mut self, route: Route, ctx: &mut Ctx<'_>) {
+        if self.route == route {
+            return;
+        }
+        self.route = route;
         self.stats.path_changes += 1;
-        ctx.events.push_back(Event::PathChanged {
-            session: self.id,
-            remote: from,
-        });
+        self.send_observed = ctx.config.send_observed_addresses;
+        let path = match route {
+            Route::Direct { remote, .. } => PathInfo::Direct(remote),
+            Route::Relay { .. } => PathInfo::Relayed {
+                relay: self.relay_peer.unwrap_or(PeerId::from_bytes([0; 32])),
+            },
+        };
+        if self.reported {
+            ctx.events.push_back(Event::PathChanged {
+                session: self.id,
+                path,
+            });
+        }
     }
 
     pub(super) fn on_probe_timeout(&mut self, now: Instant) {

@@ -38,11 +38,16 @@ pub enum DropReason {
     ReplyQueueFull,
     /// Sending would exceed 3x what an unvalidated address sent us.
     AmplificationLimit,
+    /// Relayed packets arrived faster than they were processed (or from a session that is
+    /// not a relay).
+    RelayQueueFull,
+    /// A relayed packet was not forwarded (policy, quota, or the target is not connected).
+    RelayDenied,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
 
     /// Every reason, in declaration order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -63,6 +68,8 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::ReplyQueueFull,
         DropReason::AmplificationLimit,
+        DropReason::RelayQueueFull,
+        DropReason::RelayDenied,
     ];
 
     /// A stable snake_case name (for logs, `tern info --json` and metrics).
@@ -85,6 +92,8 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::ReplyQueueFull => "reply_queue_full",
             DropReason::AmplificationLimit => "amplification_limit",
+            DropReason::RelayQueueFull => "relay_queue_full",
+            DropReason::RelayDenied => "relay_denied",
         }
     }
 }

@@ -1,28 +1,35 @@
 //! Building outgoing datagrams for a session, in the caller's buffer: handshake messages
-//! first, then CLOSE, path validation, and the data packet with control frames. Data packets
-//! are sealed in place; nothing is allocated.
+//! first, then CLOSE, path validation, relay frames, and the data packet with control frames.
+//! Data packets are sealed in place; nothing is allocated.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Ctx, Session, SessionState};
+use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD};
 use crate::crypto::cookie;
-use crate::io::Transmit;
 use crate::time::TimerKind;
 use crate::wire::codec::Writer;
 use crate::wire::frame::Frame;
 use crate::wire::header::{self, COOKIE_LEN, DATA_HEADER_LEN, TAG_LEN};
 
+/// Largest packet for `route` given the node's payload limit.
+pub(crate) fn max_for(route: &Route, max_udp_payload: usize) -> usize {
+    match route {
+        Route::Direct { .. } => max_udp_payload,
+        Route::Relay { .. } => max_udp_payload.saturating_sub(RELAY_OVERHEAD),
+    }
+}
+
 impl Session {
-    /// Writes at most one datagram for this session into `buf`.
+    /// Writes at most one datagram for this session into `buf`; returns where it goes and
+    /// its length. Relayed routes get packets small enough to be wrapped by the relay.
     pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         ctx: &mut Ctx<'_>,
-    ) -> Option<Transmit> {
-        let max = buf.len().min(usize::from(ctx.config.max_udp_payload));
-        if let Some(t) = self.poll_handshake(buf, ctx) {
+    ) -> Option<(Route, usize)> {
+        let limit = buf.len().min(usize::from(ctx.config.max_udp_payload));
+        if let Some(t) = self.poll_handshake(buf, limit, ctx) {
             return Some(t);
         }
         let keys_ready = self.keys.is_some();
@@ -31,8 +38,9 @@ impl Session {
                 self.close_pending = false;
                 self.close_sends += 1;
                 let code = self.close_code;
-                let (remote, local) = (self.remote, self.local);
-                return self.build_packet(now, &mut buf[..max], remote, local, ctx, |_, w| {
+                let route = self.route;
+                let max = max_for(&route, limit);
+                return self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
                     Frame::Close { code, reason: b"" }.encode(w).is_ok()
                 });
             }
@@ -48,22 +56,24 @@ impl Session {
             ctx.stats.key_updates += 1;
             self.stats.key_updates += 1;
         }
-        if let Some((to, local, data)) = self.path_response.take() {
+        if let Some((to, data)) = self.path_response.take() {
             let len = DATA_HEADER_LEN + 9 + TAG_LEN;
-            let allowed = to == self.remote
+            let allowed = to == self.route
+                || to.is_relay()
                 || self
                     .probe
                     .as_ref()
-                    .is_some_and(|p| p.addr == to && p.may_send(len));
+                    .is_some_and(|p| to.remote() == Some(p.addr) && p.may_send(len));
             if allowed {
-                let t = self.build_packet(now, &mut buf[..max], to, local, ctx, |_, w| {
+                let max = max_for(&to, limit);
+                let t = self.build_packet(now, &mut buf[..max], to, ctx, |_, w| {
                     Frame::PathResponse { data }.encode(w).is_ok()
                 });
                 if let Some(p) = self.probe.as_mut()
-                    && p.addr == to
-                    && let Some(t) = &t
+                    && to.remote() == Some(p.addr)
+                    && let Some((_, n)) = t
                 {
-                    p.bytes_sent += t.len as u64;
+                    p.bytes_sent += n as u64;
                 }
                 return t;
             }
@@ -76,12 +86,13 @@ impl Session {
         {
             let len = DATA_HEADER_LEN + 9 + TAG_LEN;
             if p.may_send(len) {
-                let (to, local, data) = (p.addr, p.local, p.challenge);
-                let t = self.build_packet(now, &mut buf[..max], to, local, ctx, |_, w| {
+                let to = Route::direct(p.addr, p.local);
+                let data = p.challenge;
+                let t = self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
                     Frame::PathChallenge { data }.encode(w).is_ok()
                 });
-                if let (Some(p), Some(t)) = (self.probe.as_mut(), &t) {
-                    p.bytes_sent += t.len as u64;
+                if let (Some(p), Some((_, n))) = (self.probe.as_mut(), t) {
+                    p.bytes_sent += n as u64;
                     p.sent += 1;
                     p.need_send = false;
                 }
@@ -92,11 +103,50 @@ impl Session {
                 p.need_send = false;
             }
         }
+        if self.send_observed
+            && let Route::Direct { remote, .. } = self.route
+        {
+            self.send_observed = false;
+            self.observed_seq += 1;
+            let seq = self.observed_seq;
+            let route = self.route;
+            return self.build_packet(now, &mut buf[..limit], route, ctx, |_, w| {
+                Frame::ObservedAddress { seq, addr: remote }
+                    .encode(w)
+                    .is_ok()
+            });
+        }
+        self.send_observed = false;
+        if let Some((peer, data)) = self.relay_out.front() {
+            let (peer, data_len) = (*peer, data.len());
+            let route = self.route;
+            let max = max_for(&route, limit);
+            let t = self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
+                let Some((_, data)) = s.relay_out.front() else {
+                    return false;
+                };
+                Frame::Relay {
+                    peer: *peer.as_bytes(),
+                    data,
+                }
+                .encode(w)
+                .is_ok()
+            });
+            if let Some((_, data)) = self.relay_out.pop_front() {
+                self.relay_pool.push(data);
+            }
+            if t.is_none() {
+                tracing::trace!(len = data_len, "relayed packet too large for this path");
+                ctx.stats.drops.add(crate::session::DropReason::RelayDenied);
+            }
+            return t;
+        }
         if self.pongs_to_send.is_empty() && self.pings_to_send.is_empty() {
             return None;
         }
-        let (remote, local) = (self.remote, self.local);
-        self.build_packet(now, &mut buf[..max], remote, local, ctx, |s, w| {
+        let route = self.route;
+        let max = max_for(&route, limit);
+        self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
             let mut wrote = false;
             while let Some(&id) = s.pongs_to_send.front() {
                 if (Frame::Pong { id }).encode(w).is_err() {
@@ -117,23 +167,31 @@ impl Session {
     }
 
     /// Handshake datagrams (init, response, final) are sent from `hs.msg`.
-    fn poll_handshake(&mut self, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Option<Transmit> {
+    fn poll_handshake(
+        &mut self,
+        buf: &mut [u8],
+        limit: usize,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Route, usize)> {
         let hs = self.hs.as_mut()?;
         if !hs.need_send {
             return None;
         }
         hs.need_send = false;
+        let dst = hs.reply_to.unwrap_or(self.route);
         let len = match self.state {
             SessionState::InitSent => {
                 let with_mac = hs.mac1_key.is_some();
+                let max = max_for(&dst, limit);
                 let n = header::write_init(
-                    buf,
+                    &mut buf[..max],
                     hs.suite.id(),
                     ctx.config.aead_offer(),
                     self.local_index,
                     hs.cookie.as_ref(),
                     with_mac,
                     &hs.msg,
+                    max,
                 )
                 .ok()?;
                 match hs.mac1_key {
@@ -151,28 +209,21 @@ impl Session {
                 n
             }
         };
-        let dst = hs.reply_to.unwrap_or(self.remote);
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += len as u64;
-        Some(Transmit {
-            dst,
-            src: self.local,
-            len,
-            segment_size: None,
-        })
+        Some((dst, len))
     }
 
     /// Writes a data header, lets `fill` write frames, seals in place. `fill` returns whether
     /// it wrote anything; if not, nothing is sent.
-    fn build_packet(
+    pub(crate) fn build_packet(
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        dst: SocketAddr,
-        src: Option<SocketAddr>,
+        route: Route,
         ctx: &mut Ctx<'_>,
         fill: impl FnOnce(&mut Session, &mut Writer<'_>) -> bool,
-    ) -> Option<Transmit> {
+    ) -> Option<(Route, usize)> {
         if buf.len() < DATA_HEADER_LEN + TAG_LEN + 1 {
             return None;
         }
@@ -198,11 +249,6 @@ impl Session {
             self.timers
                 .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
         }
-        Some(Transmit {
-            dst,
-            src,
-            len,
-            segment_size: None,
-        })
+        Some((route, len))
     }
 }

@@ -23,6 +23,7 @@
 //! | `0x30` | DATAGRAM | data (len-prefixed) |
 //! | `0x40` | OBSERVED_ADDRESS | seq, socket address |
 //! | `0x41` | APP | channel, data (len-prefixed) — small control messages for layers above (rendezvous) |
+//! | `0x42` | RELAY | peer key (32), data (len-prefixed): a whole tern datagram to or from `peer` through a relay |
 
 use std::net::SocketAddr;
 
@@ -73,6 +74,8 @@ pub mod ty {
     pub const OBSERVED_ADDRESS: u64 = 0x40;
     /// APP.
     pub const APP: u64 = 0x41;
+    /// RELAY.
+    pub const RELAY: u64 = 0x42;
 }
 
 /// Most ACK ranges a parser accepts in one frame; more is malformed. Bounds the work one
@@ -188,6 +191,14 @@ pub enum Frame<'a> {
         seq: u64,
         /// The observed address.
         addr: SocketAddr,
+    },
+    /// A whole tern datagram carried through a relay: from a client to the relay it names
+    /// the destination peer; from the relay to a client it names the source peer.
+    Relay {
+        /// The peer on the far side of the relay.
+        peer: [u8; 32],
+        /// The datagram.
+        data: &'a [u8],
     },
     /// A small control message for a protocol layered on the session (e.g. rendezvous).
     App {
@@ -399,6 +410,10 @@ fn parse_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, FrameError> {
             channel: r.varint().ok_or(Truncated)?,
             data: r.varint_bytes().ok_or(Truncated)?,
         },
+        ty::RELAY => Frame::Relay {
+            peer: r.array().ok_or(Truncated)?,
+            data: r.varint_bytes().ok_or(Truncated)?,
+        },
         other => return Err(FrameError::UnknownType(other)),
     })
 }
@@ -480,6 +495,7 @@ impl Frame<'_> {
             Frame::App { channel, data } => {
                 v(ty::APP) + v(channel) + v(data.len() as u64) + data.len()
             }
+            Frame::Relay { data, .. } => v(ty::RELAY) + 32 + v(data.len() as u64) + data.len(),
         }
     }
 
@@ -573,6 +589,11 @@ impl Frame<'_> {
             Frame::App { channel, data } => {
                 w.varint(ty::APP)?;
                 w.varint(channel)?;
+                w.varint_bytes(data)
+            }
+            Frame::Relay { peer, data } => {
+                w.varint(ty::RELAY)?;
+                w.bytes(&peer)?;
                 w.varint_bytes(data)
             }
         }

@@ -234,7 +234,8 @@ fn parse_init(buf: &[u8]) -> Result<Init<'_>, HeaderError> {
 }
 
 /// Writes a handshake init (without mac1) padded so that, once the optional 16-byte mac1 is
-/// appended, the datagram is at least [`INIT_MIN_LEN`] bytes. Returns the length written.
+/// appended, the datagram is at least `min(pad_to, INIT_MIN_LEN)` bytes (inits sent through
+/// a relay are padded to what the relay can carry). Returns the length written.
 #[allow(clippy::too_many_arguments)]
 pub fn write_init(
     out: &mut [u8],
@@ -244,6 +245,7 @@ pub fn write_init(
     cookie: Option<&[u8; COOKIE_LEN]>,
     with_mac1: bool,
     noise: &[u8],
+    pad_to: usize,
 ) -> Result<usize, BufferTooSmall> {
     let mut w = Writer::new(out);
     w.u8(TYPE_INIT)?;
@@ -266,7 +268,7 @@ pub fn write_init(
     w.u16(len)?;
     w.bytes(noise)?;
     let mac_len = if with_mac1 { COOKIE_LEN } else { 0 };
-    let pad = INIT_MIN_LEN.saturating_sub(w.len() + mac_len);
+    let pad = INIT_MIN_LEN.min(pad_to).saturating_sub(w.len() + mac_len);
     w.zeros(pad)?;
     Ok(w.len())
 }
@@ -331,7 +333,17 @@ mod tests {
     fn init_round_trip_with_cookie_and_mac() {
         let mut buf = [0u8; 1500];
         let noise = [9u8; 96];
-        let n = write_init(&mut buf, 3, 0b11, 0xdead_beef, Some(&[7; 16]), true, &noise).unwrap();
+        let n = write_init(
+            &mut buf,
+            3,
+            0b11,
+            0xdead_beef,
+            Some(&[7; 16]),
+            true,
+            &noise,
+            INIT_MIN_LEN,
+        )
+        .unwrap();
         buf[n..n + 16].copy_from_slice(&[5; 16]);
         let total = n + 16;
         assert_eq!(total, INIT_MIN_LEN);

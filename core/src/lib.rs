@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod cc;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -69,6 +70,7 @@ pub mod identity;
 pub mod ids;
 pub mod io;
 mod node;
+pub mod recovery;
 pub mod rng;
 pub mod session;
 pub mod time;

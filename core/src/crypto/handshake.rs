@@ -156,6 +156,81 @@ impl std::fmt::Debug for Handshake {
     }
 }
 
+/// Everything needed to rebuild a handshake state from scratch. `snow` does not fully roll
+/// back a failed `read_message` (its cipher key stays mixed), so after a corrupted or forged
+/// message the state is rebuilt deterministically from these inputs (same seed, same
+/// ephemeral, same messages) and the genuine message can still be read later.
+#[derive(Clone)]
+pub enum Recipe {
+    /// An initiator that has written message 1.
+    Initiator {
+        /// Suite.
+        suite: Suite,
+        /// Responder key (IK).
+        responder: Option<PeerId>,
+        /// Noise prologue.
+        prologue: Vec<u8>,
+        /// Ephemeral seed.
+        seed: [u8; 32],
+        /// IK timestamp.
+        timestamp_ns: u64,
+    },
+    /// An XX responder that has read message 1 and written message 2.
+    ResponderXx {
+        /// Suite.
+        suite: Suite,
+        /// Noise prologue.
+        prologue: Vec<u8>,
+        /// Ephemeral seed.
+        seed: [u8; 32],
+        /// The initiator's message 1.
+        init: Vec<u8>,
+        /// Our session index sent in message 2.
+        responder_index: u32,
+        /// The AEAD chosen in message 2.
+        aead: AeadKind,
+    },
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recipe")
+    }
+}
+
+impl Recipe {
+    /// Rebuilds the handshake state this recipe describes.
+    pub fn rebuild(&self, identity: &Identity) -> Result<Handshake, HandshakeError> {
+        let mut scratch = [0u8; MAX_NOISE_MSG];
+        match self {
+            Recipe::Initiator {
+                suite,
+                responder,
+                prologue,
+                seed,
+                timestamp_ns,
+            } => {
+                let mut hs = Handshake::initiator(*suite, identity, responder.as_ref(), prologue, *seed)?;
+                hs.write_init(identity, *timestamp_ns, &mut scratch)?;
+                Ok(hs)
+            }
+            Recipe::ResponderXx {
+                suite,
+                prologue,
+                seed,
+                init,
+                responder_index,
+                aead,
+            } => {
+                let mut hs = Handshake::responder(*suite, identity, prologue, *seed)?;
+                hs.read_init(init)?;
+                hs.write_response(identity, STATUS_ACCEPT, *responder_index, *aead, &mut scratch)?;
+                Ok(hs)
+            }
+        }
+    }
+}
+
 /// Decoded payload of message 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponsePayload {
@@ -476,5 +551,69 @@ mod tests {
         }
         assert_eq!(Suite::from_id(4), None);
         assert_eq!(Suite::from_id(0xff), None);
+    }
+}
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    #[test]
+    fn xx_final_can_be_retried_after_a_corrupted_copy() {
+        let (a, b) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
+        let suite = Suite { pattern: Pattern::XX, cipher: HandshakeCipher::AesGcmSha256 };
+        let mut i = Handshake::initiator(suite, &a, None, b"p", [3; 32]).unwrap();
+        let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
+        let mut m = [0u8; 512];
+        let n = i.write_init(&a, 0, &mut m).unwrap();
+        let init_msg = m[..n].to_vec();
+        r.read_init(&m[..n]).unwrap();
+        let n = r.write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m).unwrap();
+        i.read_response(&m[..n]).unwrap();
+        let n = i.write_final(&a, &mut m).unwrap();
+        let recipe = Recipe::ResponderXx {
+            suite,
+            prologue: b"p".to_vec(),
+            seed: [4; 32],
+            init: init_msg,
+            responder_index: 1,
+            aead: AeadKind::Aes256Gcm,
+        };
+        for at in [0, 40, n - 1] {
+            let mut bad = m;
+            bad[at] ^= 0x40;
+            assert!(r.read_final(&bad[..n]).is_err());
+            r = recipe.rebuild(&b).unwrap();
+        }
+        assert_eq!(r.read_final(&m[..n]).unwrap(), a.peer_id());
+        assert_eq!(i.split(), r.split());
+    }
+
+    #[test]
+    fn response_can_be_retried_after_a_corrupted_copy() {
+        let (a, b) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
+        for pattern in [Pattern::IK, Pattern::XX] {
+            let suite = Suite { pattern, cipher: HandshakeCipher::AesGcmSha256 };
+            let responder = (pattern == Pattern::IK).then(|| b.peer_id());
+            let recipe = Recipe::Initiator {
+                suite,
+                responder,
+                prologue: b"p".to_vec(),
+                seed: [3; 32],
+                timestamp_ns: 5,
+            };
+            let mut i = recipe.rebuild(&a).unwrap();
+            let mut again = Handshake::initiator(suite, &a, responder.as_ref(), b"p", [3; 32]).unwrap();
+            let mut m = [0u8; 512];
+            let n = again.write_init(&a, 5, &mut m).unwrap();
+            let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
+            r.read_init(&m[..n]).unwrap();
+            let n = r.write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m).unwrap();
+            for at in [0, 33, n - 1] {
+                let mut bad = m;
+                bad[at] ^= 0x40;
+                assert!(i.read_response(&bad[..n]).is_err());
+                i = recipe.rebuild(&a).unwrap();
+            }
+            assert_eq!(i.read_response(&m[..n]).unwrap().responder_index, 1);
+        }
     }
 }

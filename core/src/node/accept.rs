@@ -20,7 +20,7 @@ use tracing::{debug, trace};
 use super::Node;
 use crate::config::IncomingPolicy;
 use crate::crypto::cookie;
-use crate::crypto::handshake::{Handshake, Pattern, STATUS_ACCEPT, STATUS_REFUSED, Suite};
+use crate::crypto::handshake::{Handshake, Pattern, Recipe, STATUS_ACCEPT, STATUS_REFUSED, Suite};
 use crate::crypto::keys::SessionKeys;
 use crate::event::Event;
 use crate::identity::PeerId;
@@ -98,24 +98,31 @@ impl Node {
         let Some(eph) = init.noise.get(..32).and_then(|e| <[u8; 32]>::try_from(e).ok()) else {
             return drop(self, DropReason::HandshakeFailed);
         };
-        // A retransmitted init for a handshake we already answered: answer again.
+        // A retransmitted init for a handshake we already answered: answer again. The same
+        // ephemeral with a different header is a corrupted or tampered copy of an XX init
+        // (whose first message is not authenticated): the newer one replaces it.
         if let Some(&slot) = self.pending_by_ephemeral.get(&eph) {
-            let resent = self.slots[slot as usize]
-                .session
-                .as_mut()
-                .filter(|s| s.remote_index == init.sender)
-                .and_then(|s| s.hs.as_mut())
-                .map(|hs| {
+            let st = &self.slots[slot as usize];
+            let same = st.pending == Some(eph)
+                && st.session.as_ref().is_some_and(|s| {
+                    s.remote_index == init.sender
+                        && s.hs.as_ref().is_some_and(|hs| hs.suite.id() == init.suite)
+                });
+            if same {
+                if let Some(hs) = self.slots[slot as usize]
+                    .session
+                    .as_mut()
+                    .and_then(|s| s.hs.as_mut())
+                {
                     hs.need_send = true;
                     hs.reply_to = Some(from);
-                })
-                .is_some();
-            if resent {
+                }
                 self.after_session(slot);
-            } else {
-                drop(self, DropReason::HandshakeReplay);
+                return;
             }
-            return;
+            if st.pending == Some(eph) {
+                self.release_slot(slot);
+            }
         }
         // Load: require a cookie before doing any Diffie-Hellman work or keeping state.
         if now.saturating_duration_since(self.rate_window.0) >= Duration::from_secs(1) {
@@ -149,9 +156,9 @@ impl Node {
         }
         let mut hdr = [0u8; INIT_PROLOGUE_LEN];
         hdr.copy_from_slice(&bytes[..INIT_PROLOGUE_LEN]);
-        let Ok(mut noise) =
-            Handshake::responder(suite, &self.identity, &prologue(&hdr), self.rng.seed())
-        else {
+        let seed = self.rng.seed();
+        let prologue = prologue(&hdr);
+        let Ok(mut noise) = Handshake::responder(suite, &self.identity, &prologue, seed) else {
             return drop(self, DropReason::HandshakeFailed);
         };
         let initiator = match noise.read_init(init.noise) {
@@ -205,8 +212,17 @@ impl Node {
             }
             None => (None, None, Some(noise)),
         };
+        let recipe = noise.as_ref().map(|_| Recipe::ResponderXx {
+            suite,
+            prologue: prologue.to_vec(),
+            seed,
+            init: init.noise.to_vec(),
+            responder_index: local_index,
+            aead,
+        });
         let hs = HsState {
             noise,
+            recipe,
             suite,
             msg: datagram,
             cookie: None,
@@ -214,7 +230,6 @@ impl Node {
             attempts: 0,
             need_send: true,
             reply_to: Some(from),
-            initiator_ephemeral: Some(eph),
             fell_back: false,
             mac1_key: None,
             aead,
@@ -227,7 +242,7 @@ impl Node {
             .set(TimerKind::HandshakeExpire, now + self.config.handshake_timeout);
         let st = &mut self.slots[slot as usize];
         st.session = Some(s);
-        st.pending = true;
+        st.pending = Some(eph);
         self.pending += 1;
         self.pending_by_ephemeral.insert(eph, slot);
         self.after_session(slot);

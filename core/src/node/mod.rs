@@ -57,8 +57,9 @@ struct Slot {
     scheduled: Option<Instant>,
     /// In the send-ready queue.
     queued: bool,
-    /// Counted in `pending` (responder half-open).
-    pending: bool,
+    /// Counted in `pending` (responder half-open); the initiator's ephemeral key indexes it
+    /// in `pending_by_ephemeral`.
+    pending: Option<[u8; 32]>,
     session: Option<Session>,
 }
 
@@ -426,13 +427,15 @@ impl Node {
             events,
             stats,
         };
-        let Ok((noise, msg)) = start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
+        let Ok((noise, msg, recipe)) =
+            start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
         else {
             self.release_slot(slot);
             return Err(ConnectError::InvalidPeer);
         };
         let hs = HsState {
             noise: Some(noise),
+            recipe: Some(recipe),
             suite,
             msg,
             cookie: None,
@@ -440,7 +443,6 @@ impl Node {
             attempts: 0,
             need_send: true,
             reply_to: None,
-            initiator_ephemeral: None,
             fell_back: false,
             mac1_key: peer
                 .as_ref()
@@ -554,7 +556,7 @@ impl Node {
                     generation: 0,
                     scheduled: None,
                     queued: false,
-                    pending: false,
+                    pending: None,
                     session: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -585,14 +587,11 @@ impl Node {
         };
         if let Some(session) = s.session.take() {
             self.by_index.remove(&session.local_index);
-            if let Some(eph) = session.hs.as_ref().and_then(|h| h.initiator_ephemeral) {
-                self.pending_by_ephemeral.remove(&eph);
-            }
         } else {
             self.by_index.retain(|_, v| *v != slot);
         }
-        if s.pending {
-            s.pending = false;
+        if let Some(eph) = s.pending.take() {
+            self.pending_by_ephemeral.remove(&eph);
             self.pending -= 1;
         }
         s.generation = s.generation.wrapping_add(1);
@@ -660,12 +659,11 @@ impl Node {
             self.clean_heap_top();
             return;
         }
-        if s.pending && session.state != SessionState::AwaitConfirm {
-            s.pending = false;
+        if session.state != SessionState::AwaitConfirm
+            && let Some(eph) = s.pending.take()
+        {
             self.pending -= 1;
-            if let Some(eph) = session.hs.as_ref().and_then(|h| h.initiator_ephemeral) {
-                self.pending_by_ephemeral.remove(&eph);
-            }
+            self.pending_by_ephemeral.remove(&eph);
         }
         let next = session.next_timeout();
         if next != s.scheduled {

@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::{Ctx, Session, SessionState};
 use crate::config::IncomingPolicy;
-use crate::crypto::handshake::{Handshake, Pattern, STATUS_REFUSED, Suite};
+use crate::crypto::handshake::{Handshake, Pattern, Recipe, STATUS_REFUSED, Suite};
 use crate::crypto::keys::SessionKeys;
 use crate::event::{CloseReason, Event, close_code};
 use crate::identity::PeerId;
@@ -58,13 +58,23 @@ pub(crate) fn start_initiator(
     responder: Option<&PeerId>,
     local_index: u32,
     timestamp_ns: u64,
-) -> Result<(Handshake, Vec<u8>), crate::crypto::handshake::HandshakeError> {
+) -> Result<(Handshake, Vec<u8>, Recipe), crate::crypto::handshake::HandshakeError> {
     let hdr = init_header(suite, ctx.config.aead_offer(), local_index);
-    let mut hs = Handshake::initiator(suite, ctx.identity, responder, &prologue(&hdr), ctx.rng.seed())?;
+    let recipe = Recipe::Initiator {
+        suite,
+        responder: responder.copied(),
+        prologue: prologue(&hdr).to_vec(),
+        seed: ctx.rng.seed(),
+        timestamp_ns,
+    };
+    let Recipe::Initiator { prologue: p, seed, .. } = &recipe else {
+        unreachable!("built just above")
+    };
+    let mut hs = Handshake::initiator(suite, ctx.identity, responder, p, *seed)?;
     let mut msg = vec![0u8; crate::crypto::handshake::MAX_NOISE_MSG];
     let n = hs.write_init(ctx.identity, timestamp_ns, &mut msg)?;
     msg.truncate(n);
-    Ok((hs, msg))
+    Ok((hs, msg, recipe))
 }
 
 impl Session {
@@ -87,6 +97,8 @@ impl Session {
             Err(e) => {
                 debug!(session = ?self.id, error = %e, "bad handshake response");
                 ctx.stats.drops.add(DropReason::HandshakeFailed);
+                // Undo whatever the failed read left in the Noise state.
+                hs.noise = hs.recipe.as_ref().and_then(|r| r.rebuild(ctx.identity).ok());
                 return;
             }
         };
@@ -153,6 +165,7 @@ impl Session {
             }
         };
         hs.noise = None;
+        hs.recipe = None;
         hs.attempts = 0;
         self.finish_initiator(now, payload.responder_index, payload.aead, i2r, r2i, ctx);
     }
@@ -207,12 +220,13 @@ impl Session {
             pattern: Pattern::XX,
             cipher: hs.suite.cipher,
         };
-        let Ok((noise, msg)) = start_initiator(suite, ctx, None, self.local_index, 0) else {
+        let Ok((noise, msg, recipe)) = start_initiator(suite, ctx, None, self.local_index, 0) else {
             return;
         };
         debug!(session = ?self.id, "IK rejected as wrong key; retrying with XX");
         let hs = self.hs.as_mut().unwrap_or_else(|| unreachable!("checked above"));
         hs.noise = Some(noise);
+        hs.recipe = Some(recipe);
         hs.suite = suite;
         hs.msg = msg;
         hs.mac1_key = None;
@@ -281,6 +295,7 @@ impl Session {
             Ok(p) => p,
             Err(_) => {
                 ctx.stats.drops.add(DropReason::HandshakeFailed);
+                hs.noise = hs.recipe.as_ref().and_then(|r| r.rebuild(ctx.identity).ok());
                 return;
             }
         };

@@ -21,7 +21,7 @@ use tracing::trace;
 
 use crate::config::Config;
 use crate::crypto::AeadKind;
-use crate::crypto::handshake::{Handshake, Suite};
+use crate::crypto::handshake::{Handshake, Recipe, Suite};
 use crate::crypto::keys::{Opened, SessionKeys};
 use crate::crypto::replay::ReplayWindow;
 use crate::event::{CloseReason, Event, close_code};
@@ -65,6 +65,8 @@ pub enum SessionState {
 /// Handshake bookkeeping kept until the peer is confirmed.
 pub(crate) struct HsState {
     pub noise: Option<Handshake>,
+    /// Rebuilds `noise` after a failed read (see `Recipe`).
+    pub recipe: Option<Recipe>,
     pub suite: Suite,
     /// Initiator: Noise message 1 (the init datagram is rebuilt around it with the current
     /// cookie). Responder: the full response datagram. Initiator after XX message 2: the
@@ -76,8 +78,6 @@ pub(crate) struct HsState {
     pub need_send: bool,
     /// Responder: where to send the response.
     pub reply_to: Option<SocketAddr>,
-    /// Responder: the initiator's ephemeral key (identifies duplicate inits).
-    pub initiator_ephemeral: Option<[u8; 32]>,
     /// Initiator: already fell back from IK to XX after a reject hint.
     pub fell_back: bool,
     /// Initiator: mac1 key for the responder (IK).

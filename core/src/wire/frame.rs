@@ -470,9 +470,11 @@ impl Frame<'_> {
                 1 + v(code) + v(reason.len() as u64) + reason.len()
             }
             Frame::Datagram { data } => 1 + v(data.len() as u64) + data.len(),
-            Frame::ObservedAddress { seq, addr } => 1 + v(seq) + socket_addr_len(addr),
+            Frame::ObservedAddress { seq, addr } => {
+                v(ty::OBSERVED_ADDRESS) + v(seq) + socket_addr_len(addr)
+            }
             Frame::App { channel, data } => {
-                1 + v(channel) + v(data.len() as u64) + data.len()
+                v(ty::APP) + v(channel) + v(data.len() as u64) + data.len()
             }
         }
     }
@@ -744,9 +746,9 @@ mod tests {
 
     #[test]
     fn garbage_stops_the_iterator() {
-        let mut it = frames(&[0x01, 0x05, 0x7f, 0x01, 0x01]);
+        let mut it = frames(&[0x01, 0x05, 0x3e, 0x01, 0x01]);
         assert_eq!(it.next(), Some(Ok(Frame::Ping { id: 5 })));
-        assert_eq!(it.next(), Some(Err(FrameError::UnknownType(0x7f))));
+        assert_eq!(it.next(), Some(Err(FrameError::UnknownType(0x3e))));
         assert_eq!(it.next(), None);
     }
 }

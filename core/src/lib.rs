@@ -66,6 +66,8 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod event;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod identity;
 pub mod ids;
 pub mod io;

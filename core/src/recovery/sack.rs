@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn ack_policy_and_frame() {
-        let t0 = Instant::now();
+        let t0 = crate::fuzzing::epoch();
         let mut a = AckTracker::new(8, Duration::from_millis(25), 2);
         assert!(a.on_packet_received(t0, 0, true));
         assert!(!a.wants_ack(t0));
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn ack_truncates_to_room() {
-        let t0 = Instant::now();
+        let t0 = crate::fuzzing::epoch();
         let mut a = AckTracker::new(64, Duration::from_millis(25), 2);
         for c in (0..128).step_by(2) {
             a.on_packet_received(t0, c * 1000, true);

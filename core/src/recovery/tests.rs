@@ -31,7 +31,7 @@ fn ack(
 
 #[test]
 fn ack_releases_frames_and_samples_rtt() {
-    let t0 = Instant::now();
+    let t0 = crate::fuzzing::epoch();
     let mut r = rec(t0);
     send(&mut r, t0, 0, &[1, 2]);
     send(&mut r, t0, 1, &[3]);
@@ -66,7 +66,7 @@ fn ack_releases_frames_and_samples_rtt() {
 
 #[test]
 fn unsent_ack_is_an_error_and_changes_nothing() {
-    let t0 = Instant::now();
+    let t0 = crate::fuzzing::epoch();
     let mut r = rec(t0);
     assert_eq!(
         r.on_ack_received(t0, [(0u64, 0u64)].into_iter(), Duration::ZERO, |_, _| {}),
@@ -89,7 +89,7 @@ fn unsent_ack_is_an_error_and_changes_nothing() {
 
 #[test]
 fn packet_threshold_then_time_threshold() {
-    let t0 = Instant::now();
+    let t0 = crate::fuzzing::epoch();
     let mut r = rec(t0);
     for c in 0..5u64 {
         send(&mut r, t0 + MS * c as u32, c, &[c as u32]);
@@ -130,7 +130,7 @@ fn packet_threshold_then_time_threshold() {
 
 #[test]
 fn pto_backs_off_and_resets_on_ack() {
-    let t0 = Instant::now();
+    let t0 = crate::fuzzing::epoch();
     let mut r = rec(t0);
     assert_eq!(r.loss_detection_deadline(), None);
     send(&mut r, t0, 0, &[7]);
@@ -154,7 +154,7 @@ fn pto_backs_off_and_resets_on_ack() {
 
 #[test]
 fn persistent_congestion_collapses_window() {
-    let t0 = Instant::now();
+    let t0 = crate::fuzzing::epoch();
     let mut r = rec(t0);
     send(&mut r, t0, 0, &[0]);
     ack(&mut r, t0 + 10 * MS, &[(0, 0)]);
@@ -215,7 +215,7 @@ proptest! {
     /// and after everything is acknowledged the rings are empty.
     #[test]
     fn frames_accounted_exactly_once(ops in proptest::collection::vec(op(), 0..200)) {
-        let t0 = Instant::now();
+        let t0 = crate::fuzzing::epoch();
         let mut now = t0;
         let mut r = rec(t0);
         let mut next_counter = 0u64;

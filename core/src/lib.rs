@@ -71,6 +71,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod ids;
 pub mod io;
+pub mod mtu;
 mod node;
 pub mod recovery;
 pub mod rng;

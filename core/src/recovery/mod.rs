@@ -103,6 +103,8 @@ struct SentPacket {
     size: u16,
     in_flight: bool,
     app_limited: bool,
+    /// A PMTU probe: its loss says nothing about congestion (RFC 9000 §14.4).
+    mtu_probe: bool,
     state: State,
     /// Absolute index of the first frame in the frame log.
     frames_start: u64,
@@ -191,6 +193,25 @@ impl<F: Copy> Recovery<F> {
         ack_eliciting: bool,
         app_limited: bool,
     ) {
+        self.record_sent(now, counter, size, ack_eliciting, app_limited, false);
+    }
+
+    /// Like [`Recovery::on_packet_sent`] for a PMTU probe (a padded PING of the probed size,
+    /// with a frame recorded so the session learns its fate). It counts toward bytes in
+    /// flight, but its loss is not a congestion signal and does not reduce the window.
+    pub fn on_mtu_probe_sent(&mut self, now: Instant, counter: u64, size: u16) {
+        self.record_sent(now, counter, size, true, true, true);
+    }
+
+    fn record_sent(
+        &mut self,
+        now: Instant,
+        counter: u64,
+        size: u16,
+        ack_eliciting: bool,
+        app_limited: bool,
+        mtu_probe: bool,
+    ) {
         debug_assert!(self.largest_sent.is_none_or(|l| counter > l));
         self.largest_sent = Some(self.largest_sent.map_or(counter, |l| l.max(counter)));
         let n = self.pending_frames;
@@ -208,6 +229,7 @@ impl<F: Copy> Recovery<F> {
             size,
             in_flight: true,
             app_limited,
+            mtu_probe,
             state: State::Live,
             frames_start,
             frames_len: n,
@@ -372,9 +394,12 @@ impl<F: Copy> Recovery<F> {
                 self.packets[i].state = State::Done;
                 lost += 1;
                 bytes = bytes.saturating_add(u64::from(p.size));
-                newest_lost = Some(newest_lost.map_or(p.time_sent, |t| t.max(p.time_sent)));
                 self.remove_in_flight(&p);
                 self.emit_frames(&p, FrameFate::Lost, on_frame);
+                if p.mtu_probe {
+                    continue;
+                }
+                newest_lost = Some(newest_lost.map_or(p.time_sent, |t| t.max(p.time_sent)));
                 if self.first_rtt_sample.is_some_and(|s| p.time_sent > s) {
                     let (first, _) = *run.get_or_insert((p.time_sent, p.time_sent));
                     run = Some((first, p.time_sent));

@@ -64,6 +64,7 @@ pub mod addr;
 pub mod cc;
 pub mod config;
 pub mod crypto;
+pub mod datagram;
 pub mod error;
 pub mod event;
 #[cfg(any(test, feature = "fuzzing"))]

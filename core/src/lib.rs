@@ -77,6 +77,7 @@ mod node;
 pub mod recovery;
 pub mod rng;
 pub mod session;
+pub mod stream;
 pub mod time;
 pub mod wire;
 

@@ -20,7 +20,8 @@ use crate::wire::varint;
 pub const DEFAULT_MAX_ACK_RANGES: usize = 64;
 
 /// A set of `u64` values stored as disjoint, non-adjacent inclusive ranges, highest first,
-/// holding at most `max_ranges` ranges (the lowest range is dropped on overflow).
+/// holding at most `max_ranges` ranges: on overflow the lowest range is dropped
+/// ([`RangeSet::new`]) or merged into the next ([`RangeSet::new_merging`]).
 ///
 /// Allocation: the backing deque is reserved for `max_ranges + 1` entries at construction
 /// and never grows past it.
@@ -29,6 +30,7 @@ pub struct RangeSet {
     /// Descending by both ends: `ranges[i].0 > ranges[i + 1].1 + 1`.
     ranges: VecDeque<(u64, u64)>,
     max_ranges: usize,
+    merge_on_overflow: bool,
 }
 
 impl RangeSet {
@@ -38,6 +40,18 @@ impl RangeSet {
         Self {
             ranges: VecDeque::with_capacity(max_ranges + 1),
             max_ranges,
+            merge_on_overflow: false,
+        }
+    }
+
+    /// An empty set whose overflow policy is to merge the two lowest ranges (filling the gap
+    /// between them) instead of dropping one. The set may so become a superset of what was
+    /// inserted but never loses a value: the right policy for "bytes to retransmit", where
+    /// resending a few extra bytes is harmless.
+    pub fn new_merging(max_ranges: usize) -> Self {
+        Self {
+            merge_on_overflow: true,
+            ..Self::new(max_ranges)
         }
     }
 
@@ -50,6 +64,31 @@ impl RangeSet {
     /// was new. If the set then holds more than `max_ranges` ranges, the lowest is dropped
     /// (which may be the one just inserted).
     pub fn insert_range(&mut self, lo: u64, hi: u64) -> bool {
+        let new = self.insert_uncapped(lo, hi);
+        self.enforce_cap();
+        new
+    }
+
+    /// Number of ranges the set would hold after inserting `lo..=hi` (before any cap).
+    pub fn len_after_insert(&self, lo: u64, hi: u64) -> usize {
+        if lo > hi {
+            return self.ranges.len();
+        }
+        let a = self.ranges.partition_point(|r| r.0 > hi.saturating_add(1));
+        let b = self.ranges.partition_point(|r| r.1.saturating_add(1) >= lo);
+        if a >= b {
+            self.ranges.len() + 1
+        } else {
+            self.ranges.len() - (b - a - 1)
+        }
+    }
+
+    /// Removes and returns the highest range.
+    pub fn pop_highest(&mut self) -> Option<(u64, u64)> {
+        self.ranges.pop_front()
+    }
+
+    fn insert_uncapped(&mut self, lo: u64, hi: u64) -> bool {
         if lo > hi {
             return false;
         }
@@ -60,7 +99,6 @@ impl RangeSet {
             }
             if lo > front.1.saturating_add(1) {
                 self.ranges.push_front((lo, hi));
-                self.enforce_cap();
                 return true;
             }
         } else {
@@ -73,7 +111,6 @@ impl RangeSet {
         let b = self.ranges.partition_point(|r| r.1.saturating_add(1) >= lo);
         if a >= b {
             self.ranges.insert(a, (lo, hi));
-            self.enforce_cap();
             return true;
         }
         let (top_lo, top_hi) = self.ranges[a];
@@ -89,7 +126,14 @@ impl RangeSet {
 
     fn enforce_cap(&mut self) {
         while self.ranges.len() > self.max_ranges {
-            self.ranges.pop_back();
+            let Some((low_lo, _)) = self.ranges.pop_back() else {
+                break;
+            };
+            if self.merge_on_overflow
+                && let Some(back) = self.ranges.back_mut()
+            {
+                back.0 = low_lo;
+            }
         }
     }
 
@@ -437,6 +481,9 @@ mod tests {
                 match op {
                     0 | 1 => {
                         let new = (lo..=hi).any(|v| !model.contains(&v));
+                        let mut m2 = model.clone();
+                        m2.extend(lo..=hi);
+                        prop_assert_eq!(s.len_after_insert(lo, hi), to_ranges(&m2).len());
                         prop_assert_eq!(s.insert_range(lo, hi), new);
                         model.extend(lo..=hi);
                     }
@@ -452,6 +499,20 @@ mod tests {
                 prop_assert_eq!(s.iter().collect::<Vec<_>>(), to_ranges(&model));
             }
         }
+    }
+
+    #[test]
+    fn merging_policy_keeps_a_superset() {
+        let mut s = RangeSet::new_merging(2);
+        for v in [10, 20, 30, 40] {
+            s.insert(v);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![(40, 40), (10, 30)]);
+        assert_eq!(s.pop_highest(), Some((40, 40)));
+        s.insert_range(0, 100);
+        s.insert(200);
+        s.remove_range(50, 50);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![(200, 200), (0, 100)]);
     }
 
     #[test]

@@ -97,9 +97,16 @@ impl RecvWindow {
     /// A window of `window` bytes, advertised from the start (the initial limit is part of
     /// the session's transport settings).
     pub fn new(window: u64) -> Self {
+        Self::with_initial(window, window)
+    }
+
+    /// A window of `window` bytes of which the peer initially assumes only `initial`
+    /// (a protocol default); if `window` is at least 1.5× `initial`, an update is wanted at
+    /// once. `initial` above `window` is honoured (the peer was promised it).
+    pub fn with_initial(window: u64, initial: u64) -> Self {
         Self {
-            window,
-            advertised: window,
+            window: window.max(initial),
+            advertised: initial,
             received: 0,
             consumed: 0,
         }

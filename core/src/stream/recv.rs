@@ -52,6 +52,9 @@ pub enum ReadError {
     /// This side stopped reading (`stop`) or already read the end.
     #[error("stream closed for reading")]
     Closed,
+    /// The handle is stale or was never valid (the stream is gone).
+    #[error("unknown or closed stream")]
+    UnknownStream,
 }
 
 /// Where the receive half is.

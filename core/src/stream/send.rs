@@ -33,6 +33,9 @@ pub enum WriteError {
     /// This side already finished or reset the stream.
     #[error("stream closed for writing")]
     Closed,
+    /// The handle is stale or was never valid (the stream is gone).
+    #[error("unknown or closed stream")]
+    UnknownStream,
 }
 
 /// One frame's worth of stream data to send.

@@ -636,6 +636,8 @@ pub fn streams_ops(data: &[u8]) {
     let mut p = StreamPair::new(&config);
     let mut handles: [Vec<StreamId>; 2] = [Vec::new(), Vec::new()];
     let mut wire_ids: [BTreeSet<u64>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    let mut wire_of: [BTreeMap<StreamId, u64>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    let mut stopped: [BTreeSet<StreamId>; 2] = [BTreeSet::new(), BTreeSet::new()];
     let ops: Vec<StreamOp> = ops(&mut u);
     let pick = |hs: &Vec<StreamId>, k: u8| (!hs.is_empty()).then(|| hs[usize::from(k) % hs.len()]);
     for op in ops {
@@ -645,6 +647,7 @@ pub fn streams_ops(data: &[u8]) {
                 if let Ok(id) = p.sides[i].set.open(port) {
                     let wire = p.sides[i].set.wire_id(id).unwrap();
                     assert!(wire_ids[i].insert(wire), "stream id reused");
+                    wire_of[i].insert(id, wire);
                     handles[i].push(id);
                 }
             }
@@ -653,6 +656,7 @@ pub fn streams_ops(data: &[u8]) {
                 for (id, _) in p.accept_all(i) {
                     let wire = p.sides[i].set.wire_id(id).unwrap();
                     assert!(wire_ids[i].insert(wire), "stream id reused");
+                    wire_of[i].insert(id, wire);
                     handles[i].push(id);
                 }
             }
@@ -683,6 +687,7 @@ pub fn streams_ops(data: &[u8]) {
             StreamOp::Stop { side, stream, code } => {
                 let i = usize::from(side);
                 if let Some(id) = pick(&handles[i], stream) {
+                    stopped[i].insert(id);
                     let _ = p.sides[i].set.stop(id, u64::from(code));
                 }
             }
@@ -728,6 +733,9 @@ pub fn streams_ops(data: &[u8]) {
         let mut progress = false;
         for i in 0..2 {
             for (id, _) in p.accept_all(i) {
+                let wire = p.sides[i].set.wire_id(id).unwrap();
+                assert!(wire_ids[i].insert(wire), "stream id reused");
+                wire_of[i].insert(id, wire);
                 handles[i].push(id);
             }
             for &id in &handles[i].clone() {
@@ -740,13 +748,24 @@ pub fn streams_ops(data: &[u8]) {
             break;
         }
     }
-    // Every stream whose FIN was acknowledged delivered all its bytes to the peer's reader
-    // (unless the peer stopped reading it).
+    // Every stream whose FIN was acknowledged delivered all its bytes, then the end, to the
+    // peer's reader (unless the peer stopped reading it): no truncation at close.
     for i in 0..2 {
-        for &id in &p.sides[i].finished.clone() {
-            let wire = p.sides[i].set.wire_id(id);
-            let written = p.sides[i].written.get(&id).copied().unwrap_or(0);
-            let _ = (wire, written);
+        for id in &p.sides[i].finished {
+            let wire = wire_of[i][id];
+            let written = p.sides[i].written.get(id).copied().unwrap_or(0);
+            let Some((&peer_id, _)) = wire_of[1 - i].iter().find(|(_, w)| **w == wire) else {
+                panic!("finished stream {wire} never reached the peer's application");
+            };
+            if stopped[1 - i].contains(&peer_id) {
+                continue;
+            }
+            let got = p.sides[1 - i]
+                .read
+                .get(&peer_id)
+                .copied()
+                .unwrap_or((0, false));
+            assert_eq!(got, (written, true), "stream {wire}: bytes read / end seen");
         }
     }
 }

@@ -4,10 +4,12 @@
 //! Storage is a ring holding bytes `[read_offset, read_offset + len)`; it grows only as far
 //! as data actually arrives, and flow control keeps that within one stream window of the
 //! read position, so memory per stream is bounded by the window. Which offsets have arrived
-//! is a [`RangeSet`] of at most `max_ranges` ranges: a frame that would need more is refused
-//! with [`RecvError::TooManyRanges`] *before anything changes* — the session then drops the
-//! whole packet without acknowledging it, so the peer resends later, when the holes below
-//! have filled. FIN is reported (`Ok(None)` from [`RecvStream::read`]) only after every byte
+//! is a [`RangeSet`] of at most `max_ranges` out-of-order fragments (plus the in-order,
+//! readable one): a frame that would need more is refused with
+//! [`RecvError::TooManyRanges`] *before anything changes* — the session then drops the whole
+//! packet without acknowledging it, so the peer resends it later. Data at the read position
+//! is always accepted (it can only extend the readable fragment), so the hole at the bottom
+//! always fills and the stream cannot deadlock on the cap. FIN is reported (`Ok(None)` from [`RecvStream::read`]) only after every byte
 //! before it was read.
 
 use std::collections::VecDeque;
@@ -89,6 +91,7 @@ pub struct RecvStream {
     buf: VecDeque<u8>,
     read_offset: u64,
     received: RangeSet,
+    max_ranges: usize,
     highest: u64,
     final_size: Option<u64>,
     state: RecvState,
@@ -102,7 +105,8 @@ impl RecvStream {
         Self {
             buf: VecDeque::new(),
             read_offset: 0,
-            received: RangeSet::new(max_ranges),
+            received: RangeSet::new(max_ranges.saturating_add(1)),
+            max_ranges,
             highest: 0,
             final_size: None,
             state: RecvState::Recv,
@@ -150,11 +154,18 @@ impl RecvStream {
             || matches!(self.state, RecvState::ResetRecvd(_) | RecvState::ResetRead);
         // The part not yet read.
         let lo = offset.max(self.read_offset);
-        if !discarding
-            && lo < end
-            && self.received.len_after_insert(lo, end - 1) > self.received.max_ranges()
-        {
-            return Err(RecvError::TooManyRanges);
+        if !discarding && lo < end {
+            // Count out-of-order fragments only: the readable one (at the read position)
+            // does not count, so in-order data is always accepted.
+            let after = self.received.len_after_insert(lo, end - 1);
+            let bottom = lo == self.read_offset
+                || self
+                    .received
+                    .lowest()
+                    .is_some_and(|(l, _)| l <= self.read_offset);
+            if after - usize::from(bottom) > self.max_ranges {
+                return Err(RecvError::TooManyRanges);
+            }
         }
         // Accepted: commit.
         self.highest = self.highest.max(end);
@@ -477,6 +488,13 @@ mod tests {
             Err(RecvError::TooManyRanges)
         );
         assert_eq!(r.highest(), before);
+        // Data at the read position is always accepted (no deadlock on the cap).
+        r.ingest(0, &[0; 2], false, 1000, 1000).unwrap();
+        assert_eq!(r.readable_bytes(), 2);
+        assert_eq!(
+            r.ingest(50, &[5], false, 1000, 1000),
+            Err(RecvError::TooManyRanges)
+        );
         // Filling or extending existing fragments is still fine.
         r.ingest(11, &[0; 9], false, 1000, 1000).unwrap();
         r.ingest(0, &[0; 10], false, 1000, 1000).unwrap();

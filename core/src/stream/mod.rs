@@ -1062,16 +1062,16 @@ impl StreamSet {
                     Frame::MaxStreamData { stream: wire, max },
                     SentFrame::MaxStreamData { stream: id },
                 ))
-            } else if let Some(limit) = s.blocked_limit.take() {
-                Some((
-                    Frame::StreamDataBlocked {
-                        stream: wire,
-                        limit,
-                    },
-                    SentFrame::Blocked,
-                ))
             } else {
-                None
+                s.blocked_limit.take().map(|limit| {
+                    (
+                        Frame::StreamDataBlocked {
+                            stream: wire,
+                            limit,
+                        },
+                        SentFrame::Blocked,
+                    )
+                })
             };
             if !s.control_wanted() {
                 s.control_queued = false;

@@ -105,10 +105,6 @@ fn transfers_under_loss_end_only_after_every_byte_and_go_quiet() {
             }
         });
         assert_eq!(accepted.len(), sizes.len(), "loss {loss}");
-        for &id in &accepted {
-            let wire = p.sides[1].set.wire_id(id);
-            let _ = wire;
-        }
         // Every byte, in order, then the end; the sender saw every stream finish.
         let mut got: Vec<(u64, bool)> = p.sides[1].read.values().copied().collect();
         got.sort();
@@ -495,7 +491,7 @@ fn frames_written_parse_back() {
         }
     );
     let n = w.len();
-    let stream_frame = crate::wire::frame::frames(&buf[..n])
+    let stream_frame = frame::frames(&buf[..n])
         .map(Result::unwrap)
         .find(|f| matches!(f, Frame::Stream { .. }))
         .unwrap();

@@ -46,6 +46,14 @@ impl PeerId {
         vk.verify(msg, &Signature::from_bytes(signature)).is_ok()
     }
 
+    /// The address a node uses when no directory assigned one: network 0, node number from
+    /// a hash of the key. Stable for the key; not guaranteed unique (the directory's
+    /// assignment is).
+    pub fn default_address(&self) -> crate::Address {
+        let h = crate::crypto::cookie::hash(&[b"tern address", &self.0]);
+        crate::Address::new(0, u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+    }
+
     /// First 8 hex digits, for logs and human output.
     pub fn short(&self) -> String {
         self.to_string()[..8].to_owned()

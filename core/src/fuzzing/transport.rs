@@ -812,6 +812,25 @@ mod tests {
         }
     }
 
+    /// A longer sweep for a machine without libFuzzer:
+    /// `TERN_SWEEP=100000 cargo test -p tern-core --lib long_sweep -- --ignored`.
+    #[test]
+    #[ignore = "long; run by hand"]
+    fn long_sweep() {
+        let n: usize = std::env::var("TERN_SWEEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        for d in inputs(11, n, 2048) {
+            super::recv_reassembly(&d);
+            super::sack_ranges(&d);
+            super::congestion(&d);
+        }
+        for d in inputs(12, n / 4, 4096) {
+            super::streams_ops(&d);
+        }
+    }
+
     #[test]
     fn streams_ops_runs() {
         for d in inputs(4, 2000, 1024) {

@@ -182,7 +182,9 @@ impl<F: Copy> Recovery<F> {
     }
 
     /// A packet with `counter` and `size` bytes was sent at `now`, carrying the frames pushed
-    /// since the last call. `ack_eliciting` packets are tracked and count toward bytes in
+    /// since the last call. Report *every* data packet sent on the path here, ACK-only ones
+    /// included: an acknowledgement of a counter above the largest reported is treated as an
+    /// ACK for a packet never sent ([`AckError::UnsentPacket`]). `ack_eliciting` packets are tracked and count toward bytes in
     /// flight; others are forgotten at once (with their frames). `app_limited` means the
     /// sender had no more data to fill the window. Counters must increase.
     pub fn on_packet_sent(

@@ -61,8 +61,9 @@ impl RangeSet {
     }
 
     /// Inserts the inclusive range `lo..=hi` (ignored if `lo > hi`). Returns whether any value
-    /// was new. If the set then holds more than `max_ranges` ranges, the lowest is dropped
-    /// (which may be the one just inserted).
+    /// was new. If the set then holds more than `max_ranges` ranges, the overflow policy
+    /// applies: the lowest range is dropped (which may be the one just inserted), or for a
+    /// [`RangeSet::new_merging`] set the two lowest ranges are merged.
     pub fn insert_range(&mut self, lo: u64, hi: u64) -> bool {
         let new = self.insert_uncapped(lo, hi);
         self.enforce_cap();

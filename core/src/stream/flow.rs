@@ -101,7 +101,7 @@ impl RecvWindow {
     }
 
     /// A window of `window` bytes of which the peer initially assumes only `initial`
-    /// (a protocol default); if `window` is at least 1.5× `initial`, an update is wanted at
+    /// (a protocol default); if `window` is at least twice `initial`, an update is wanted at
     /// once. `initial` above `window` is honoured (the peer was promised it).
     pub fn with_initial(window: u64, initial: u64) -> Self {
         Self {

@@ -19,7 +19,8 @@ const PAYLOAD: usize = 1200;
 
 fn handshake(c: &mut Criterion) {
     let unix = Duration::from_secs(1_800_000_000);
-    let (aa, ab): (SocketAddr, SocketAddr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
+    let (aa, ab): (SocketAddr, SocketAddr) =
+        ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
     let mut g = c.benchmark_group("handshake");
     for (name, ik) in [("IK", true), ("XX", false)] {
         g.bench_function(BenchmarkId::new("node_pair", name), |bench| {
@@ -28,8 +29,22 @@ fn handshake(c: &mut Criterion) {
             bench.iter(|| {
                 seed = seed.wrapping_add(1);
                 let now = Instant::now();
-                let mut a = Node::new(Identity::from_secret([1; 32]), Config::default(), [seed; 32], now, unix).unwrap();
-                let mut b = Node::new(Identity::from_secret([2; 32]), Config::default(), [seed ^ 0xff; 32], now, unix).unwrap();
+                let mut a = Node::new(
+                    Identity::from_secret([1; 32]),
+                    Config::default(),
+                    [seed; 32],
+                    now,
+                    unix,
+                )
+                .unwrap();
+                let mut b = Node::new(
+                    Identity::from_secret([2; 32]),
+                    Config::default(),
+                    [seed ^ 0xff; 32],
+                    now,
+                    unix,
+                )
+                .unwrap();
                 let peer = ik.then(|| b.peer_id());
                 a.connect(now, ab, peer).unwrap();
                 let mut done = false;
@@ -53,20 +68,40 @@ fn handshake(c: &mut Criterion) {
 
 /// What a session does per packet: write the header, seal, then on the other side parse
 /// the header, check the replay window, open, update the window.
-fn tern_path(tx: &mut SessionKeys, rx: &mut SessionKeys, win: &mut ReplayWindow, now: Instant, buf: &mut [u8]) {
+fn tern_path(
+    tx: &mut SessionKeys,
+    rx: &mut SessionKeys,
+    win: &mut ReplayWindow,
+    now: Instant,
+    buf: &mut [u8],
+) {
     let counter = tx.next_counter();
     header::write_data_header(&mut buf[..DATA_HEADER_LEN], tx.key_phase(), 7, counter).unwrap();
     let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
     let (payload, tail) = rest.split_at_mut(PAYLOAD);
     let (_, tag) = tx.seal(head, payload);
     tail[..TAG_LEN].copy_from_slice(&tag);
-    let Ok(Header::Data { key_phase, counter, .. }) = header::parse(buf) else { panic!("parse") };
+    let Ok(Header::Data {
+        key_phase, counter, ..
+    }) = header::parse(buf)
+    else {
+        panic!("parse")
+    };
     assert!(win.check(counter));
     let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
     let (payload, tail) = rest.split_at_mut(PAYLOAD);
     let mut t = [0u8; TAG_LEN];
     t.copy_from_slice(&tail[..TAG_LEN]);
-    rx.open(now, Duration::from_secs(1), key_phase, counter, head, payload, &t).unwrap();
+    rx.open(
+        now,
+        Duration::from_secs(1),
+        key_phase,
+        counter,
+        head,
+        payload,
+        &t,
+    )
+    .unwrap();
     win.update(counter);
 }
 
@@ -97,8 +132,21 @@ fn packet_path(c: &mut Criterion) {
                         n += 1;
                         let mut nonce = [0u8; 12];
                         nonce[4..].copy_from_slice(&n.to_be_bytes());
-                        let tag = cipher.encrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into()).unwrap();
-                        cipher.decrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into(), &tag).unwrap();
+                        let tag = cipher
+                            .encrypt_inout_detached(
+                                (&nonce).into(),
+                                &aad,
+                                buf.as_mut_slice().into(),
+                            )
+                            .unwrap();
+                        cipher
+                            .decrypt_inout_detached(
+                                (&nonce).into(),
+                                &aad,
+                                buf.as_mut_slice().into(),
+                                &tag,
+                            )
+                            .unwrap();
                     });
                 }
                 _ => {
@@ -107,8 +155,21 @@ fn packet_path(c: &mut Criterion) {
                         n += 1;
                         let mut nonce = [0u8; 12];
                         nonce[4..].copy_from_slice(&n.to_be_bytes());
-                        let tag = cipher.encrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into()).unwrap();
-                        cipher.decrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into(), &tag).unwrap();
+                        let tag = cipher
+                            .encrypt_inout_detached(
+                                (&nonce).into(),
+                                &aad,
+                                buf.as_mut_slice().into(),
+                            )
+                            .unwrap();
+                        cipher
+                            .decrypt_inout_detached(
+                                (&nonce).into(),
+                                &aad,
+                                buf.as_mut_slice().into(),
+                                &tag,
+                            )
+                            .unwrap();
                     });
                 }
             }

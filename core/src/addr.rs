@@ -148,7 +148,13 @@ mod tests {
 
     #[test]
     fn display_and_parse_round_trip() {
-        for (net, node) in [(0, 0), (0, 0xA91F_7C2E), (1, 1), (65535, u32::MAX), (258, 0x10)] {
+        for (net, node) in [
+            (0, 0),
+            (0, 0xA91F_7C2E),
+            (1, 1),
+            (65535, u32::MAX),
+            (258, 0x10),
+        ] {
             let a = Address::new(net, node);
             let s = a.to_string();
             assert_eq!(s.parse::<Address>(), Ok(a), "{s}");
@@ -184,10 +190,20 @@ mod tests {
             ("0:0000.A91G.7C2E", E::BadGroup("A91G".into())),
             ("0:0000.A91F.+C2E", E::BadGroup("+C2E".into())),
             ("0:0000.A91F.7C2E0", E::BadGroup("7C2E0".into())),
-            ("0:A91F.0000.7C2E", E::NetworkMismatch { decimal: 0, hex: 0xA91F }),
+            (
+                "0:A91F.0000.7C2E",
+                E::NetworkMismatch {
+                    decimal: 0,
+                    hex: 0xA91F,
+                },
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(input.parse::<Address>().as_ref(), Err(want), "input {input:?}");
+            assert_eq!(
+                input.parse::<Address>().as_ref(),
+                Err(want),
+                "input {input:?}"
+            );
             // Every error renders as one line that mentions what was expected.
             let msg = want.to_string();
             assert!(!msg.contains('\n') && !msg.is_empty());

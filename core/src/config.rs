@@ -114,11 +114,18 @@ impl Config {
             return bad("max_udp_payload", "must be between 1200 and 65527");
         }
         if self.keepalive_interval.is_zero() || self.keepalive_interval >= self.idle_timeout {
-            return bad("keepalive_interval", "must be non-zero and below idle_timeout");
+            return bad(
+                "keepalive_interval",
+                "must be non-zero and below idle_timeout",
+            );
         }
-        if self.handshake_retransmit.is_zero() || self.handshake_retransmit >= self.handshake_timeout
+        if self.handshake_retransmit.is_zero()
+            || self.handshake_retransmit >= self.handshake_timeout
         {
-            return bad("handshake_retransmit", "must be non-zero and below handshake_timeout");
+            return bad(
+                "handshake_retransmit",
+                "must be non-zero and below handshake_timeout",
+            );
         }
         if self.max_sessions == 0 || self.max_pending_handshakes == 0 {
             return bad("max_sessions", "limits must be at least 1");
@@ -156,7 +163,10 @@ mod tests {
             ..Config::default()
         };
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("max_udp_payload") && err.contains("1200"), "{err}");
+        assert!(
+            err.contains("max_udp_payload") && err.contains("1200"),
+            "{err}"
+        );
         let c = Config {
             keepalive_interval: Duration::from_secs(60),
             ..Config::default()

@@ -95,7 +95,9 @@ pub fn replay_window(data: &[u8]) {
     let mut next = 0u64;
     // `Unstructured` yields defaults once exhausted, so loop on remaining input.
     while !u.is_empty() {
-        let Ok((kind, delta)) = u.arbitrary::<(u8, u16)>() else { break };
+        let Ok((kind, delta)) = u.arbitrary::<(u8, u16)>() else {
+            break;
+        };
         let c = match kind % 4 {
             0 => next.saturating_add(u64::from(delta)),
             1 => next.saturating_sub(u64::from(delta)),
@@ -110,6 +112,137 @@ pub fn replay_window(data: &[u8]) {
             next = next.max(c + 1);
         }
         assert_eq!(w.next_expected(), next);
+    }
+}
+
+/// `rendezvous_msg`: the rendezvous decoder never panics, and decoded responses and pushes
+/// re-encode to the same bytes.
+pub fn rendezvous_msg(data: &[u8]) {
+    use crate::rendezvous::msg::Message;
+    let Some(msg) = Message::decode(data) else {
+        return;
+    };
+    let mut out = vec![0u8; crate::rendezvous::msg::MAX_MESSAGE];
+    match &msg {
+        Message::Response { req_id, body } => {
+            let n = Message::encode_response(*req_id, body, &mut out).expect("re-encodes");
+            assert_eq!(Message::decode(&out[..n]), Some(msg.clone()));
+        }
+        Message::Push(p) => {
+            let n = Message::encode_push(p, &mut out).expect("re-encodes");
+            assert_eq!(Message::decode(&out[..n]), Some(msg.clone()));
+        }
+        Message::Request(_) => {}
+    }
+}
+
+/// `rendezvous_server`: arbitrary (mostly validly signed) requests from a handful of
+/// identities, with time steps and connects/disconnects, never panic the server, always get
+/// a decodable answer, and never make a private node visible to a peer it does not trust.
+pub fn rendezvous_server(data: &[u8]) {
+    use crate::rendezvous::msg::{Message, Query, Registration, Request, Response};
+    use crate::rendezvous::{Server, ServerConfig};
+    let mut u = Unstructured::new(data);
+    let server_id = Identity::from_secret([250; 32]);
+    let server_peer = server_id.peer_id();
+    let mut server = Server::new(server_id, ServerConfig::default(), [1; 32]);
+    let ids: Vec<Identity> = (1..=4u8).map(|i| Identity::from_secret([i; 32])).collect();
+    let mut now = 1_800_000_000_000u64;
+    let mut out = vec![0u8; crate::rendezvous::msg::MAX_MESSAGE];
+    let mut nonce = 0u128;
+    while !u.is_empty() {
+        let Ok(who) = u.int_in_range(0..=3usize) else {
+            break;
+        };
+        let id = &ids[who];
+        let Ok(op) = u.int_in_range(0..=12u8) else {
+            break;
+        };
+        let pick =
+            |u: &mut Unstructured<'_>| ids[u.int_in_range(0..=3usize).unwrap_or(0)].peer_id();
+        let body = match op {
+            0 => {
+                server.connected(
+                    now,
+                    id.peer_id(),
+                    SocketAddr::from(([198, 51, 100, who as u8], 1000)),
+                );
+                continue;
+            }
+            1 => {
+                server.disconnected(&id.peer_id());
+                continue;
+            }
+            2 => {
+                now += u64::from(u.arbitrary::<u16>().unwrap_or(0));
+                continue;
+            }
+            3 => {
+                let raw_len = u.int_in_range(0..=200usize).unwrap_or(0);
+                let raw = u.bytes(raw_len).unwrap_or(&[]);
+                if let Some(resp) = server.handle(now, id.peer_id(), raw) {
+                    assert!(Message::decode(&resp).is_some());
+                }
+                continue;
+            }
+            4 => Request::Register(Registration {
+                hostname: Some(["a", "b", "c"][u.int_in_range(0..=2usize).unwrap_or(0)].to_owned()),
+                tags: vec!["mcp".into()],
+                tools: vec![],
+                public: u.arbitrary().unwrap_or(false),
+                candidates: vec![],
+            }),
+            5 => Request::Resolve(Query::Peer(pick(&mut u))),
+            6 => Request::Resolve(Query::Hostname("b".into())),
+            7 => Request::Find {
+                words: "mcp a b".into(),
+                limit: 10,
+            },
+            8 => Request::TrustRequest {
+                target: Query::Peer(pick(&mut u)),
+                note: String::new(),
+            },
+            9 => Request::TrustDecision {
+                requester: pick(&mut u),
+                approve: u.arbitrary().unwrap_or(true),
+            },
+            10 => Request::Revoke { peer: pick(&mut u) },
+            11 => Request::Pending,
+            _ => Request::Deregister,
+        };
+        nonce += 1;
+        let n = Message::encode_request(
+            id,
+            &server_peer,
+            1,
+            now,
+            nonce.to_be_bytes(),
+            &body,
+            &mut out,
+        )
+        .expect("fits");
+        let Some(resp) = server.handle(now, id.peer_id(), &out[..n]) else {
+            panic!("a valid request got no answer");
+        };
+        let Some(Message::Response { body: resp, .. }) = Message::decode(&resp) else {
+            panic!("undecodable answer");
+        };
+        // Whatever was answered, private nodes stay hidden from peers that do not trust them.
+        let entries = match &resp {
+            Response::Resolved(e) => vec![(**e).clone()],
+            Response::Found(v) => v.clone(),
+            _ => vec![],
+        };
+        for e in entries {
+            if e.endpoints.is_some() || matches!(resp, Response::Found(_)) {
+                assert!(
+                    e.public
+                        || e.record.peer == id.peer_id()
+                        || server.trusts(&e.record.peer, &id.peer_id()),
+                    "a private node leaked"
+                );
+            }
+        }
     }
 }
 
@@ -140,7 +273,9 @@ pub fn handshake_responder(data: &[u8]) {
     let mut buf = vec![0u8; 2048];
     let mut now = now0;
     while !u.is_empty() {
-        let Ok(len) = u.int_in_range(0..=1400usize) else { break };
+        let Ok(len) = u.int_in_range(0..=1400usize) else {
+            break;
+        };
         let Ok(bytes) = u.bytes(len) else { break };
         let mut d = bytes.to_vec();
         let port = u.int_in_range(1..=4u16).unwrap_or(1);
@@ -161,7 +296,10 @@ pub fn handshake_responder(data: &[u8]) {
             *sent.entry(t.dst).or_default() += t.len as u64;
         }
         assert!(node.pending_handshakes() <= max_pending);
-        assert!(node.poll_event().is_none(), "no event before a handshake completes");
+        assert!(
+            node.poll_event().is_none(),
+            "no event before a handshake completes"
+        );
         if u.arbitrary::<bool>().unwrap_or(false) {
             now += Duration::from_millis(u64::from(u.arbitrary::<u16>().unwrap_or(0)));
             node.handle_timeout(now);
@@ -179,10 +317,22 @@ pub fn handshake_responder(data: &[u8]) {
 pub fn node_datagram(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let t0 = fixed_instant();
-    let mut a = Node::new(Identity::from_secret([1; 32]), Config::default(), [1; 32], t0, T0_UNIX)
-        .expect("valid config");
-    let mut b = Node::new(Identity::from_secret([2; 32]), Config::default(), [2; 32], t0, T0_UNIX)
-        .expect("valid config");
+    let mut a = Node::new(
+        Identity::from_secret([1; 32]),
+        Config::default(),
+        [1; 32],
+        t0,
+        T0_UNIX,
+    )
+    .expect("valid config");
+    let mut b = Node::new(
+        Identity::from_secret([2; 32]),
+        Config::default(),
+        [2; 32],
+        t0,
+        T0_UNIX,
+    )
+    .expect("valid config");
     let addr_a = SocketAddr::from(([10, 0, 0, 1], 1));
     let addr_b = SocketAddr::from(([10, 0, 0, 2], 2));
     let mut buf = vec![0u8; 2048];
@@ -199,10 +349,14 @@ pub fn node_datagram(data: &[u8]) {
     let mut now = t0;
     let before = b.session_info(sb).expect("live").stats.rx_packets;
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=3u8) else { break };
+        let Ok(op) = u.int_in_range(0..=3u8) else {
+            break;
+        };
         let mut d = match op {
             0 => {
-                let Ok(len) = u.int_in_range(0..=1300usize) else { break };
+                let Ok(len) = u.int_in_range(0..=1300usize) else {
+                    break;
+                };
                 let Ok(bytes) = u.bytes(len) else { break };
                 bytes.to_vec()
             }
@@ -247,7 +401,10 @@ pub fn node_datagram(data: &[u8]) {
     // genuine packets (each genuine packet can be accepted at most once, and they were all
     // delivered already during the handshake).
     if let Some(info) = b.session_info(sb) {
-        assert_eq!(info.stats.rx_packets, before, "unauthenticated input was accepted");
+        assert_eq!(
+            info.stats.rx_packets, before,
+            "unauthenticated input was accepted"
+        );
         // The session still works (unless the fuzzer let it idle out).
         now += Duration::from_millis(1);
         if a.ping(now, s).is_ok() {
@@ -296,7 +453,9 @@ mod corpus {
     use std::path::PathBuf;
 
     fn replay(target: &str, f: fn(&[u8])) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
         let mut n = 0;
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("corpus {dir:?}: {e}"))
@@ -331,6 +490,16 @@ mod corpus {
     fn node_datagram_corpus() {
         replay("node_datagram", super::node_datagram);
     }
+
+    #[test]
+    fn rendezvous_msg_corpus() {
+        replay("rendezvous_msg", super::rendezvous_msg);
+    }
+
+    #[test]
+    fn rendezvous_server_corpus() {
+        replay("rendezvous_server", super::rendezvous_server);
+    }
 }
 
 #[cfg(test)]
@@ -342,7 +511,9 @@ mod seeds {
     use std::path::PathBuf;
 
     fn write(target: &str, name: &str, data: &[u8]) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus")
+            .join(target);
         std::fs::create_dir_all(&dir).expect("corpus dir");
         std::fs::write(dir.join(name), data).expect("write seed");
     }
@@ -352,9 +523,26 @@ mod seeds {
     fn write_seed_corpus() {
         // Real handshake and data packets from a two-node exchange.
         let t0 = fixed_instant();
-        let mut a = Node::new(Identity::from_secret([1; 32]), Config::default(), [1; 32], t0, T0_UNIX).unwrap();
-        let mut b = Node::new(Identity::from_secret([2; 32]), Config::default(), [2; 32], t0, T0_UNIX).unwrap();
-        let (aa, ab) = (SocketAddr::from(([10, 0, 0, 1], 1)), SocketAddr::from(([10, 0, 0, 2], 2)));
+        let mut a = Node::new(
+            Identity::from_secret([1; 32]),
+            Config::default(),
+            [1; 32],
+            t0,
+            T0_UNIX,
+        )
+        .unwrap();
+        let mut b = Node::new(
+            Identity::from_secret([2; 32]),
+            Config::default(),
+            [2; 32],
+            t0,
+            T0_UNIX,
+        )
+        .unwrap();
+        let (aa, ab) = (
+            SocketAddr::from(([10, 0, 0, 1], 1)),
+            SocketAddr::from(([10, 0, 0, 2], 2)),
+        );
         let mut log = Vec::new();
         let mut buf = vec![0u8; 2048];
         a.connect(t0, ab, None).unwrap();
@@ -372,15 +560,37 @@ mod seeds {
         for f in [
             Frame::Ping { id: 9 },
             Frame::Pong { id: 9 },
-            Frame::Stream { stream: 4, port: Some(7), offset: 0, data: b"hello", fin: true },
-            Frame::Stream { stream: 4, port: None, offset: 99, data: b"x", fin: false },
-            Frame::ResetStream { stream: 1, code: 2, final_size: 3 },
+            Frame::Stream {
+                stream: 4,
+                port: Some(7),
+                offset: 0,
+                data: b"hello",
+                fin: true,
+            },
+            Frame::Stream {
+                stream: 4,
+                port: None,
+                offset: 99,
+                data: b"x",
+                fin: false,
+            },
+            Frame::ResetStream {
+                stream: 1,
+                code: 2,
+                final_size: 3,
+            },
             Frame::MaxData { max: 1 << 20 },
             Frame::PathChallenge { data: [1; 8] },
-            Frame::Close { code: 1, reason: b"bye" },
+            Frame::Close {
+                code: 1,
+                reason: b"bye",
+            },
             Frame::Datagram { data: b"dgram" },
             Frame::ObservedAddress { seq: 1, addr: aa },
-            Frame::App { channel: 2, data: b"{}" },
+            Frame::App {
+                channel: 2,
+                data: b"{}",
+            },
         ] {
             f.encode(&mut w).unwrap();
         }
@@ -388,16 +598,86 @@ mod seeds {
         let n = w.len();
         write("wire_decode", "frames", &fb[..n]);
 
-        write("replay_window", "walk", &[0, 1, 0, 5, 1, 2, 0, 0, 0, 0xff, 0xff, 2, 3, 0, 1, 0, 1, 9]);
-        write("replay_window", "far-jump", &[3, 0xff, 0xff, 1, 0, 1, 0, 0, 10, 2, 0, 4]);
+        write(
+            "replay_window",
+            "walk",
+            &[0, 1, 0, 5, 1, 2, 0, 0, 0, 0xff, 0xff, 2, 3, 0, 1, 0, 1, 9],
+        );
+        write(
+            "replay_window",
+            "far-jump",
+            &[3, 0xff, 0xff, 1, 0, 1, 0, 0, 10, 2, 0, 4],
+        );
 
         let init = log[0].clone();
         let mut hs = vec![0x05, 0xb0, 0x04];
         hs.extend_from_slice(&init[..init.len().min(1200)]);
         write("handshake_responder", "xx-init", &hs);
-        write("handshake_responder", "garbage", &[200, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 0, 0]);
+        write(
+            "handshake_responder",
+            "garbage",
+            &[200, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 0, 0],
+        );
 
-        write("node_datagram", "mixed", &[0, 20, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 1, 2, 1, 0, 3, 0xff, 0xff, 2, 0, 1]);
-        write("node_datagram", "genuine-mutations", &[1, 0, 2, 5, 7, 1, 1, 2, 3, 0, 9, 3, 0x10, 0x00]);
+        {
+            use crate::rendezvous::msg::{Message, Push, Query, Request, Response};
+            use crate::rendezvous::record::SignedRecord;
+            let dir = Identity::from_secret([9; 32]);
+            let rec = SignedRecord::sign(
+                &dir,
+                a.peer_id(),
+                crate::Address::new(0, 7),
+                Some("alpha".into()),
+                99,
+            );
+            let mut out = vec![0u8; 4096];
+            let n = Message::encode_response(1, &Response::Registered { record: rec }, &mut out)
+                .unwrap();
+            write("rendezvous_msg", "registered", &out[..n]);
+            let n = Message::encode_push(
+                &Push::TrustDecided {
+                    by: a.peer_id(),
+                    approve: true,
+                },
+                &mut out,
+            )
+            .unwrap();
+            write("rendezvous_msg", "push", &out[..n]);
+            let n = Message::encode_request(
+                &dir,
+                &a.peer_id(),
+                3,
+                5,
+                [1; 16],
+                &Request::Resolve(Query::Hostname("x".into())),
+                &mut out,
+            )
+            .unwrap();
+            write("rendezvous_msg", "request", &out[..n]);
+        }
+        write(
+            "rendezvous_server",
+            "register-resolve",
+            &[0, 0, 0, 4, 0, 0, 1, 0, 1, 4, 1, 1, 5, 0, 1, 6, 2, 8, 0],
+        );
+        write(
+            "rendezvous_server",
+            "trust",
+            &[
+                0, 0, 1, 0, 0, 4, 1, 0, 4, 0, 1, 4, 1, 0, 8, 1, 1, 11, 1, 9, 0, 1, 0, 5, 1,
+            ],
+        );
+        write(
+            "node_datagram",
+            "mixed",
+            &[
+                0, 20, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 1, 2, 1, 0, 3, 0xff, 0xff, 2, 0, 1,
+            ],
+        );
+        write(
+            "node_datagram",
+            "genuine-mutations",
+            &[1, 0, 2, 5, 7, 1, 1, 2, 3, 0, 9, 3, 0x10, 0x00],
+        );
     }
 }

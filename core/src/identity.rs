@@ -181,7 +181,8 @@ mod tests {
     fn derived_x25519_key_matches_scalar_mult() {
         for i in 0u8..32 {
             let id = Identity::from_secret([i; 32]);
-            let public = x25519_dalek::x25519(*id.x25519_secret(), x25519_dalek::X25519_BASEPOINT_BYTES);
+            let public =
+                x25519_dalek::x25519(*id.x25519_secret(), x25519_dalek::X25519_BASEPOINT_BYTES);
             assert_eq!(public, id.x25519_public());
             assert_eq!(id.peer_id().x25519_public(), Some(public));
         }
@@ -221,12 +222,18 @@ mod tests {
         let id = Identity::from_secret([3; 32]).peer_id();
         assert_eq!(id.to_string().parse::<PeerId>(), Ok(id));
         assert_eq!("abc".parse::<PeerId>(), Err(PeerIdParseError::Length(3)));
-        assert_eq!("zz".repeat(32).parse::<PeerId>(), Err(PeerIdParseError::NotHex));
+        assert_eq!(
+            "zz".repeat(32).parse::<PeerId>(),
+            Err(PeerIdParseError::NotHex)
+        );
         // The identity point (small order) is a weak key.
         let mut weak = [0u8; 32];
         weak[0] = 1;
         let weak_hex: String = weak.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(weak_hex.parse::<PeerId>(), Err(PeerIdParseError::InvalidKey));
+        assert_eq!(
+            weak_hex.parse::<PeerId>(),
+            Err(PeerIdParseError::InvalidKey)
+        );
     }
 
     fn hex(s: &str) -> [u8; 32] {

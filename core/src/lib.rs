@@ -75,6 +75,7 @@ pub mod io;
 pub mod mtu;
 mod node;
 pub mod recovery;
+pub mod rendezvous;
 pub mod rng;
 pub mod session;
 pub mod stream;

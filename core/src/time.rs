@@ -142,6 +142,7 @@ impl TimerHeap {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take a base instant once
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -153,9 +154,15 @@ mod tests {
         assert_eq!(t.next(), None);
         t.set(TimerKind::Idle, t0 + Duration::from_secs(5));
         t.set(TimerKind::Keepalive, t0 + Duration::from_secs(2));
-        assert_eq!(t.next(), Some((t0 + Duration::from_secs(2), TimerKind::Keepalive)));
+        assert_eq!(
+            t.next(),
+            Some((t0 + Duration::from_secs(2), TimerKind::Keepalive))
+        );
         assert!(!t.take_expired(TimerKind::Keepalive, t0));
         assert!(t.take_expired(TimerKind::Keepalive, t0 + Duration::from_secs(2)));
-        assert_eq!(t.next(), Some((t0 + Duration::from_secs(5), TimerKind::Idle)));
+        assert_eq!(
+            t.next(),
+            Some((t0 + Duration::from_secs(5), TimerKind::Idle))
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The packet path allocates nothing: 10,000 ping round trips on an established session, with
 //! a counting global allocator. (Its own test binary: the allocator is process-wide.)
+#![allow(clippy::disallowed_methods)] // the base of virtual time
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
@@ -34,7 +35,14 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Moves every pending datagram between the two nodes, using fixed buffers only.
-fn pump(now: Instant, a: &mut Node, b: &mut Node, addr_a: SocketAddr, addr_b: SocketAddr, buf: &mut [u8]) -> usize {
+fn pump(
+    now: Instant,
+    a: &mut Node,
+    b: &mut Node,
+    addr_a: SocketAddr,
+    addr_b: SocketAddr,
+    buf: &mut [u8],
+) -> usize {
     let mut moved = 0;
     loop {
         let mut progress = false;
@@ -58,8 +66,22 @@ fn pump(now: Instant, a: &mut Node, b: &mut Node, addr_a: SocketAddr, addr_b: So
 fn ping_round_trips_allocate_nothing() {
     let mut now = Instant::now();
     let unix = Duration::from_secs(1_800_000_000);
-    let mut a = Node::new(Identity::from_secret([1; 32]), Config::default(), [1; 32], now, unix).unwrap();
-    let mut b = Node::new(Identity::from_secret([2; 32]), Config::default(), [2; 32], now, unix).unwrap();
+    let mut a = Node::new(
+        Identity::from_secret([1; 32]),
+        Config::default(),
+        [1; 32],
+        now,
+        unix,
+    )
+    .unwrap();
+    let mut b = Node::new(
+        Identity::from_secret([2; 32]),
+        Config::default(),
+        [2; 32],
+        now,
+        unix,
+    )
+    .unwrap();
     let (addr_a, addr_b): (SocketAddr, SocketAddr) =
         ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
     let mut buf = vec![0u8; 2048];

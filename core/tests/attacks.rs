@@ -25,7 +25,13 @@ fn ping(p: &mut Pair, side: Side) {
     let s = p.established(side).unwrap();
     let now = p.now;
     let id = p.node(side).ping(now, s).unwrap();
-    assert!(p.run_until(Duration::from_secs(5), |p| p.pongs(side).contains(&id)), "ping {id} from {side:?} unanswered; a {:?} b {:?} drops b {:?}", p.events_a, p.events_b, p.b.stats().drops);
+    assert!(
+        p.run_until(Duration::from_secs(5), |p| p.pongs(side).contains(&id)),
+        "ping {id} from {side:?} unanswered; a {:?} b {:?} drops b {:?}",
+        p.events_a,
+        p.events_b,
+        p.b.stats().drops
+    );
 }
 
 fn attacker() -> SocketAddr {
@@ -43,8 +49,15 @@ fn replayed_data_packet_is_dropped_and_not_answered() {
     for from in [p.a_addr, attacker()] {
         p.inject(Side::B, from, &captured.bytes);
     }
-    assert_eq!(p.b.stats().drops.get(DropReason::Replay), replays_before + 2);
-    assert_eq!(p.sent.len(), sent_before, "a replay must not trigger any answer");
+    assert_eq!(
+        p.b.stats().drops.get(DropReason::Replay),
+        replays_before + 2
+    );
+    assert_eq!(
+        p.sent.len(),
+        sent_before,
+        "a replay must not trigger any answer"
+    );
     ping(&mut p, Side::A);
 }
 
@@ -63,12 +76,22 @@ fn replayed_handshake_creates_no_second_session_and_redirects_nothing() {
     assert_eq!(p.b.sessions().count(), 1);
     assert_eq!(p.b.pending_handshakes(), 0);
     assert!(
-        !p.events_b[established_before..].iter().any(|e| matches!(e, Event::SessionEstablished { .. })),
+        !p.events_b[established_before..]
+            .iter()
+            .any(|e| matches!(e, Event::SessionEstablished { .. })),
         "{:?}",
         &p.events_b[established_before..]
     );
-    assert_eq!(p.b.session_info(sb).unwrap().remote, p.a_addr, "path unchanged");
-    assert_eq!(p.bytes_to.get(&attacker()).copied().unwrap_or(0), 0, "nothing sent to the attacker");
+    assert_eq!(
+        p.b.session_info(sb).unwrap().remote,
+        p.a_addr,
+        "path unchanged"
+    );
+    assert_eq!(
+        p.bytes_to.get(&attacker()).copied().unwrap_or(0),
+        0,
+        "nothing sent to the attacker"
+    );
     ping(&mut p, Side::A);
     ping(&mut p, Side::B);
 }
@@ -80,7 +103,14 @@ fn replayed_init_to_a_restarted_responder_never_becomes_a_session() {
     let init = p.sent.iter().find(|w| w.ty() == INIT).unwrap().clone();
     // B restarts with the same identity and no memory of timestamps.
     let now = p.now;
-    p.b = tern_core::Node::new(identity(2), Config::default(), [23; 32], now, Duration::from_secs(1_800_000_100)).unwrap();
+    p.b = tern_core::Node::new(
+        identity(2),
+        Config::default(),
+        [23; 32],
+        now,
+        Duration::from_secs(1_800_000_100),
+    )
+    .unwrap();
     p.events_b.clear();
     let mut bytes_to_attacker = 0;
     p.inject(Side::B, attacker(), &init.bytes);
@@ -158,8 +188,12 @@ fn new_source_address_is_used_only_after_it_proves_itself() {
     let sa = p.established(Side::A).unwrap();
     p.a.ping(now, sa).unwrap();
     let mut copied = None;
-    p.hook = Some(Box::new(move |_w| Verdict::Delay(Duration::from_millis(50))));
-    p.run_until(Duration::from_millis(5), |p| p.sent.last().is_some_and(|w| w.from == Side::A));
+    p.hook = Some(Box::new(move |_w| {
+        Verdict::Delay(Duration::from_millis(50))
+    }));
+    p.run_until(Duration::from_millis(5), |p| {
+        p.sent.last().is_some_and(|w| w.from == Side::A)
+    });
     if let Some(w) = p.sent.last() {
         copied = Some(w.bytes.clone());
     }
@@ -167,12 +201,22 @@ fn new_source_address_is_used_only_after_it_proves_itself() {
     p.inject(Side::B, attacker(), &copied.unwrap());
     p.run_for(Duration::from_secs(10));
     let info = p.b.session_info(sb).unwrap();
-    assert_eq!(info.remote, p.a_addr, "path must not move to an unproven address");
-    assert!(!p.events_b.iter().any(|e| matches!(e, Event::PathChanged { .. })));
+    assert_eq!(
+        info.remote, p.a_addr,
+        "path must not move to an unproven address"
+    );
+    assert!(
+        !p.events_b
+            .iter()
+            .any(|e| matches!(e, Event::PathChanged { .. }))
+    );
     // The attacker got at most 3x what it sent (a PATH_CHALLENGE or two).
     let to_attacker = p.bytes_to.get(&attacker()).copied().unwrap_or(0);
     assert!(to_attacker > 0, "the new address was challenged");
-    assert!(to_attacker <= 3 * copied_len(&p), "sent {to_attacker} to an unvalidated address");
+    assert!(
+        to_attacker <= 3 * copied_len(&p),
+        "sent {to_attacker} to an unvalidated address"
+    );
     ping(&mut p, Side::A);
     ping(&mut p, Side::B);
 
@@ -185,13 +229,18 @@ fn new_source_address_is_used_only_after_it_proves_itself() {
     p.a.ping(now, sa).unwrap();
     p.run_for(Duration::from_secs(2));
     assert_eq!(p.b.session_info(sb).unwrap().remote, new_addr);
-    assert!(p.events_b.contains(&Event::PathChanged { session: sb, remote: new_addr }));
+    assert!(p.events_b.contains(&Event::PathChanged {
+        session: sb,
+        remote: new_addr
+    }));
     ping(&mut p, Side::B);
     ping(&mut p, Side::A);
 }
 
 fn copied_len(p: &Pair) -> u64 {
-    data_packets(p, Side::A).last().map_or(0, |w| w.bytes.len() as u64)
+    data_packets(p, Side::A)
+        .last()
+        .map_or(0, |w| w.bytes.len() as u64)
 }
 
 /// Builds a valid IK init from `attacker_id` to the holder of `responder`.
@@ -208,16 +257,27 @@ fn forged_init(
     };
     let offer = 0x03;
     let s = sender.to_be_bytes();
-    let hdr = [header::TYPE_INIT, header::VERSION, suite.id(), offer, s[0], s[1], s[2], s[3]];
+    let hdr = [
+        header::TYPE_INIT,
+        header::VERSION,
+        suite.id(),
+        offer,
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+    ];
     let mut prologue = b"tern/1".to_vec();
     prologue.extend_from_slice(&hdr);
     let mut seed32 = [0u8; 32];
     seed32[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut hs = Handshake::initiator(suite, attacker_id, Some(responder), &prologue, seed32).unwrap();
+    let mut hs =
+        Handshake::initiator(suite, attacker_id, Some(responder), &prologue, seed32).unwrap();
     let mut noise = [0u8; 256];
     let n = hs.write_init(attacker_id, ts, &mut noise).unwrap();
     let mut out = vec![0u8; 1500];
-    let len = header::write_init(&mut out, suite.id(), offer, sender, None, true, &noise[..n]).unwrap();
+    let len =
+        header::write_init(&mut out, suite.id(), offer, sender, None, true, &noise[..n]).unwrap();
     let key = cookie::mac1_key(&responder.x25519_public().unwrap());
     let mac = cookie::mac1(&key, &out[..len]);
     out[len..len + COOKIE_LEN].copy_from_slice(&mac);
@@ -233,16 +293,33 @@ fn ten_thousand_spoofed_initiations_keep_bounded_state_and_get_cookies() {
     let b_id = p.b.peer_id();
     let mut received: std::collections::BTreeMap<SocketAddr, u64> = Default::default();
     for i in 0..10_000u32 {
-        let from: SocketAddr = SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 40000 + (i % 1000) as u16));
-        let init = forged_init(&evil, &b_id, 0x1000 + i, u64::from(i), 1_000_000 + u64::from(i));
+        let from: SocketAddr = SocketAddr::from((
+            [198, 18, (i >> 8) as u8, i as u8],
+            40000 + (i % 1000) as u16,
+        ));
+        let init = forged_init(
+            &evil,
+            &b_id,
+            0x1000 + i,
+            u64::from(i),
+            1_000_000 + u64::from(i),
+        );
         *received.entry(from).or_default() += init.len() as u64;
         p.inject(Side::B, from, &init);
         assert!(p.b.pending_handshakes() <= cfg.max_pending_handshakes);
     }
-    assert!(p.b.pending_handshakes() <= cfg.cookie_threshold, "{}", p.b.pending_handshakes());
+    assert!(
+        p.b.pending_handshakes() <= cfg.cookie_threshold,
+        "{}",
+        p.b.pending_handshakes()
+    );
     assert!(p.b.stats().cookies_sent >= 10_000 - cfg.cookie_threshold as u64 - 16);
     assert!(p.b.session_count() <= cfg.cookie_threshold);
-    assert!(p.events_b.is_empty(), "no session from spoofed inits: {:?}", &p.events_b[..p.events_b.len().min(3)]);
+    assert!(
+        p.events_b.is_empty(),
+        "no session from spoofed inits: {:?}",
+        &p.events_b[..p.events_b.len().min(3)]
+    );
     // Never more than 3x what a spoofed address sent it.
     for (addr, got) in &received {
         let sent = p.bytes_to.get(addr).copied().unwrap_or(0);
@@ -286,7 +363,11 @@ fn random_garbage_is_counted_and_harmless() {
         }
         p.inject(Side::B, attacker(), &d);
     }
-    assert!(p.b.stats().drops.total() >= 9_000, "{:?}", p.b.stats().drops);
+    assert!(
+        p.b.stats().drops.total() >= 9_000,
+        "{:?}",
+        p.b.stats().drops
+    );
     assert_eq!(p.b.sessions().count(), 1);
     ping(&mut p, Side::A);
     ping(&mut p, Side::B);

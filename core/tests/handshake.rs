@@ -9,9 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use tern_core::{
-    AeadKind, CloseReason, Config, DropReason, Event, IncomingPolicy, SessionState,
-};
+use tern_core::{AeadKind, CloseReason, Config, DropReason, Event, IncomingPolicy, SessionState};
 
 fn ping_round_trip(p: &mut Pair, side: Side) {
     let session = p.established(side).unwrap();
@@ -48,7 +46,9 @@ fn xx_session_learns_the_responders_identity() {
     let b_addr = p.b_addr;
     let now = p.now;
     let sa = p.a.connect(now, b_addr, None).unwrap();
-    assert!(p.run_until(Duration::from_secs(10), |p| p.established(Side::B).is_some()));
+    assert!(p.run_until(Duration::from_secs(10), |p| {
+        p.established(Side::B).is_some()
+    }));
     assert!(p.events(Side::A).contains(&Event::SessionEstablished {
         session: sa,
         peer: p.b.peer_id(),
@@ -73,10 +73,21 @@ fn both_aeads_and_handshake_ciphers_work_and_are_negotiated() {
             &[AeadKind::ChaCha20Poly1305, AeadKind::Aes256Gcm][..],
             AeadKind::ChaCha20Poly1305, // responder's preference wins
         ),
-        (&[AeadKind::ChaCha20Poly1305][..], &[AeadKind::Aes256Gcm, AeadKind::ChaCha20Poly1305][..], AeadKind::ChaCha20Poly1305),
-        (&[AeadKind::Aes256Gcm][..], &[AeadKind::Aes256Gcm][..], AeadKind::Aes256Gcm),
+        (
+            &[AeadKind::ChaCha20Poly1305][..],
+            &[AeadKind::Aes256Gcm, AeadKind::ChaCha20Poly1305][..],
+            AeadKind::ChaCha20Poly1305,
+        ),
+        (
+            &[AeadKind::Aes256Gcm][..],
+            &[AeadKind::Aes256Gcm][..],
+            AeadKind::Aes256Gcm,
+        ),
     ] {
-        for cipher in [HandshakeCipher::AesGcmSha256, HandshakeCipher::ChaChaPolyBlake2s] {
+        for cipher in [
+            HandshakeCipher::AesGcmSha256,
+            HandshakeCipher::ChaChaPolyBlake2s,
+        ] {
             let mut p = Pair::with_configs(only(a, cipher), only(b, cipher));
             let (sa, _) = p.establish();
             assert_eq!(p.a.session_info(sa).unwrap().aead, Some(want));
@@ -105,7 +116,7 @@ fn no_common_aead_means_no_session() {
 }
 
 /// Applies `verdict` once, to the `nth` datagram of type `ty` sent by `from`.
-fn once(from: Side, ty: u8, nth: usize, verdict: Verdict) -> (Box<dyn FnMut(&Wire) -> Verdict>, Rc<Cell<bool>>) {
+fn once(from: Side, ty: u8, nth: usize, verdict: Verdict) -> (Hook, Rc<Cell<bool>>) {
     let fired = Rc::new(Cell::new(false));
     let f2 = fired.clone();
     let mut seen = 0usize;
@@ -142,7 +153,12 @@ fn faults() -> Vec<Verdict> {
 #[test]
 fn ik_handshake_survives_each_message_faulted_once() {
     // IK: init (A), response (B), first data packet = confirmation (A), first data (B).
-    for (from, ty, nth) in [(Side::A, INIT, 0), (Side::B, RESP, 0), (Side::A, DATA, 0), (Side::B, DATA, 0)] {
+    for (from, ty, nth) in [
+        (Side::A, INIT, 0),
+        (Side::B, RESP, 0),
+        (Side::A, DATA, 0),
+        (Side::B, DATA, 0),
+    ] {
         for v in faults() {
             let mut p = Pair::new();
             let (hook, fired) = once(from, ty, nth, v);
@@ -151,7 +167,11 @@ fn ik_handshake_survives_each_message_faulted_once() {
             assert!(fired.get(), "fault {v:?} on {from:?}/{ty:#x} never applied");
             ping_round_trip(&mut p, Side::A);
             ping_round_trip(&mut p, Side::B);
-            assert_eq!(p.b.sessions().count(), 1, "{from:?}/{ty:#x} {v:?}: one session only");
+            assert_eq!(
+                p.b.sessions().count(),
+                1,
+                "{from:?}/{ty:#x} {v:?}: one session only"
+            );
             assert_eq!(p.a.sessions().count(), 1);
             p.run_for(Duration::from_secs(20));
             assert_eq!(p.b.pending_handshakes(), 0);
@@ -162,7 +182,12 @@ fn ik_handshake_survives_each_message_faulted_once() {
 
 #[test]
 fn xx_handshake_survives_each_message_faulted_once() {
-    for (from, ty, nth) in [(Side::A, INIT, 0), (Side::B, RESP, 0), (Side::A, FINAL, 0), (Side::B, DATA, 0)] {
+    for (from, ty, nth) in [
+        (Side::A, INIT, 0),
+        (Side::B, RESP, 0),
+        (Side::A, FINAL, 0),
+        (Side::B, DATA, 0),
+    ] {
         for v in faults() {
             let mut p = Pair::new();
             let (hook, fired) = once(from, ty, nth, v);
@@ -171,7 +196,9 @@ fn xx_handshake_survives_each_message_faulted_once() {
             let now = p.now;
             p.a.connect(now, b_addr, None).unwrap();
             assert!(
-                p.run_until(Duration::from_secs(30), |p| p.established(Side::A).is_some()
+                p.run_until(Duration::from_secs(30), |p| p
+                    .established(Side::A)
+                    .is_some()
                     && p.established(Side::B).is_some()),
                 "{from:?}/{ty:#x} {v:?}: a {:?} b {:?}",
                 p.events_a,
@@ -195,8 +222,14 @@ fn handshake_survives_heavy_random_loss() {
     let mut p = Pair::new();
     let mut n = 0u64;
     p.hook = Some(Box::new(move |_w| {
-        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        if (n >> 33) % 2 == 0 { Verdict::Drop } else { Verdict::Deliver }
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if (n >> 33) % 2 == 0 {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
     }));
     p.establish();
 }
@@ -235,7 +268,9 @@ fn wrong_key_without_reject_hints_times_out() {
     let mut p = Pair::with_configs(Config::default(), cb);
     let b_addr = p.b_addr;
     let now = p.now;
-    let sa = p.a.connect(now, b_addr, Some(identity(99).peer_id())).unwrap();
+    let sa =
+        p.a.connect(now, b_addr, Some(identity(99).peer_id()))
+            .unwrap();
     p.run_for(Duration::from_secs(20));
     assert!(p.events(Side::A).contains(&Event::SessionClosed {
         session: sa,
@@ -258,7 +293,10 @@ fn private_node_refuses_untrusted_then_accepts_after_approval() {
         reason: CloseReason::Refused
     }));
     let a_id = p.a.peer_id();
-    assert!(p.events(Side::B).contains(&Event::IncomingRefused { peer: a_id }));
+    assert!(
+        p.events(Side::B)
+            .contains(&Event::IncomingRefused { peer: a_id })
+    );
     assert_eq!(p.b.session_count(), 0, "a refusal leaves no state");
     assert_eq!(p.b.pending_handshakes(), 0);
     // Approve, connect again: accepted.
@@ -272,7 +310,11 @@ fn private_node_refuses_untrusted_then_accepts_after_approval() {
     let now = p.now;
     p.b.set_trusted(now, a_id, false);
     p.run_for(Duration::from_secs(2));
-    assert!(p.events(Side::B).iter().any(|e| matches!(e, Event::SessionClosed { session, .. } if *session == sb)));
+    assert!(
+        p.events(Side::B)
+            .iter()
+            .any(|e| matches!(e, Event::SessionClosed { session, .. } if *session == sb))
+    );
     assert!(
         p.events(Side::A).iter().any(|e| matches!(e,
             Event::SessionClosed { reason: CloseReason::Peer { code }, .. } if *code == tern_core::close_code::REVOKED)),
@@ -337,7 +379,10 @@ fn idle_session_sends_only_keepalives_and_survives() {
     let during = p.sent.len() - before;
     // Keepalive every 15 s from each side, answered by a PONG: ~ 4 datagrams per 15 s.
     assert!(during <= 4 * 600 / 15 + 4, "{during} datagrams while idle");
-    assert!(during >= 2 * 600 / 15 - 2, "{during} datagrams: keepalives missing");
+    assert!(
+        during >= 2 * 600 / 15 - 2,
+        "{during} datagrams: keepalives missing"
+    );
     ping_round_trip(&mut p, Side::A);
 }
 
@@ -369,4 +414,33 @@ fn unreachable_peer_gives_handshake_timeout_with_backoff() {
     // Backoff: 500 ms doubling, capped at 4 s, for 15 s => far fewer than 30 sends.
     let inits = p.sent.iter().filter(|w| w.ty() == INIT).count();
     assert!((4..=8).contains(&inits), "{inits} inits");
+}
+
+#[test]
+fn regression_responder_forgets_half_open_state_before_initiator_gives_up() {
+    // Found by the simulator: with identical resends, a responder that already dropped its
+    // half-open state rejected every later resend as a replay. Resends now start fresh.
+    let mut ca = Config::default();
+    ca.handshake_timeout = Duration::from_secs(60);
+    let mut cb = Config::default();
+    cb.handshake_timeout = Duration::from_secs(2);
+    cb.handshake_retransmit = Duration::from_millis(200);
+    let mut p = Pair::with_configs(ca, cb);
+    // B's answers are lost for the first 8 seconds.
+    p.hook = Some(Box::new(move |w| {
+        if w.from == Side::B && w.seq < 1_000 && w.ty() == 0x02 && w.bytes.len() < 200 {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    }));
+    let sa = p.connect();
+    p.run_for(Duration::from_secs(8));
+    assert_eq!(p.established(Side::A), None);
+    p.hook = None;
+    assert!(p.run_until(Duration::from_secs(30), |p| {
+        p.established(Side::B).is_some()
+    }));
+    assert_eq!(p.established(Side::A), Some(sa));
+    ping_round_trip(&mut p, Side::A);
 }

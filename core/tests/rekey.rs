@@ -21,7 +21,11 @@ fn pings_flow_across_many_packet_count_rekeys_with_reordering() {
     // Every 7th datagram is held back 25 ms, so it lands after packets sealed later (and
     // often after a key update).
     p.hook = Some(Box::new(|w| {
-        if w.seq % 7 == 3 { Verdict::Delay(Duration::from_millis(25)) } else { Verdict::Deliver }
+        if w.seq % 7 == 3 {
+            Verdict::Delay(Duration::from_millis(25))
+        } else {
+            Verdict::Deliver
+        }
     }));
     let mut ids = Vec::new();
     for i in 0..400 {

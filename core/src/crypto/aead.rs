@@ -165,7 +165,11 @@ mod tests {
             b[0] ^= 1;
             assert!(k.open(5, b"hdr", &mut b, &tag).is_err());
             let mut b = sealed;
-            assert!(PacketKey::new(kind, &[8; 32]).open(5, b"hdr", &mut b, &tag).is_err());
+            assert!(
+                PacketKey::new(kind, &[8; 32])
+                    .open(5, b"hdr", &mut b, &tag)
+                    .is_err()
+            );
         }
     }
 

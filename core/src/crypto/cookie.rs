@@ -128,8 +128,14 @@ mod tests {
         let b: SocketAddr = "10.0.0.1:5001".parse().unwrap();
         let c = jar.make(1000, a, 7);
         assert!(jar.verify(1000, a, 7, &c));
-        assert!(jar.verify(1000 + EPOCH_SECS, a, 7, &c), "previous epoch still valid");
-        assert!(!jar.verify(1000 + 2 * EPOCH_SECS, a, 7, &c), "two epochs later: expired");
+        assert!(
+            jar.verify(1000 + EPOCH_SECS, a, 7, &c),
+            "previous epoch still valid"
+        );
+        assert!(
+            !jar.verify(1000 + 2 * EPOCH_SECS, a, 7, &c),
+            "two epochs later: expired"
+        );
         assert!(!jar.verify(1000, b, 7, &c));
         assert!(!jar.verify(1000, a, 8, &c));
         assert!(!CookieJar::new([2; 32]).verify(1000, a, 7, &c));

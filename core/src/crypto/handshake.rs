@@ -210,7 +210,8 @@ impl Recipe {
                 seed,
                 timestamp_ns,
             } => {
-                let mut hs = Handshake::initiator(*suite, identity, responder.as_ref(), prologue, *seed)?;
+                let mut hs =
+                    Handshake::initiator(*suite, identity, responder.as_ref(), prologue, *seed)?;
                 hs.write_init(identity, *timestamp_ns, &mut scratch)?;
                 Ok(hs)
             }
@@ -224,7 +225,13 @@ impl Recipe {
             } => {
                 let mut hs = Handshake::responder(*suite, identity, prologue, *seed)?;
                 hs.read_init(init)?;
-                hs.write_response(identity, STATUS_ACCEPT, *responder_index, *aead, &mut scratch)?;
+                hs.write_response(
+                    identity,
+                    STATUS_ACCEPT,
+                    *responder_index,
+                    *aead,
+                    &mut scratch,
+                )?;
                 Ok(hs)
             }
         }
@@ -357,7 +364,10 @@ impl Handshake {
                 ed.copy_from_slice(&payload[..32]);
                 let mut ts = [0u8; 8];
                 ts.copy_from_slice(&payload[32..40]);
-                let rs = self.state.get_remote_static().ok_or(HandshakeError::Noise)?;
+                let rs = self
+                    .state
+                    .get_remote_static()
+                    .ok_or(HandshakeError::Noise)?;
                 let peer = check_identity(ed, rs)?;
                 Ok(Some((peer, u64::from_be_bytes(ts))))
             }
@@ -415,7 +425,10 @@ impl Handshake {
             Pattern::XX => {
                 let mut ed = [0u8; 32];
                 ed.copy_from_slice(&payload[6..38]);
-                let rs = self.state.get_remote_static().ok_or(HandshakeError::Noise)?;
+                let rs = self
+                    .state
+                    .get_remote_static()
+                    .ok_or(HandshakeError::Noise)?;
                 Some(check_identity(ed, rs)?)
             }
         };
@@ -450,7 +463,10 @@ impl Handshake {
         }
         let mut ed = [0u8; 32];
         ed.copy_from_slice(&payload[..32]);
-        let rs = self.state.get_remote_static().ok_or(HandshakeError::Noise)?;
+        let rs = self
+            .state
+            .get_remote_static()
+            .ok_or(HandshakeError::Noise)?;
         check_identity(ed, rs)
     }
 
@@ -485,20 +501,31 @@ mod tests {
     use super::*;
 
     fn ids() -> (Identity, Identity) {
-        (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]))
+        (
+            Identity::from_secret([1; 32]),
+            Identity::from_secret([2; 32]),
+        )
     }
 
     #[test]
     fn ik_round_trip_gives_matching_opposite_keys() {
         let (a, b) = ids();
-        for cipher in [HandshakeCipher::AesGcmSha256, HandshakeCipher::ChaChaPolyBlake2s] {
-            let suite = Suite { pattern: Pattern::IK, cipher };
+        for cipher in [
+            HandshakeCipher::AesGcmSha256,
+            HandshakeCipher::ChaChaPolyBlake2s,
+        ] {
+            let suite = Suite {
+                pattern: Pattern::IK,
+                cipher,
+            };
             let mut i = Handshake::initiator(suite, &a, Some(&b.peer_id()), b"p", [3; 32]).unwrap();
             let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
             let mut m = [0u8; 512];
             let n = i.write_init(&a, 77, &mut m).unwrap();
             assert_eq!(r.read_init(&m[..n]).unwrap(), Some((a.peer_id(), 77)));
-            let n = r.write_response(&b, STATUS_ACCEPT, 9, AeadKind::ChaCha20Poly1305, &mut m).unwrap();
+            let n = r
+                .write_response(&b, STATUS_ACCEPT, 9, AeadKind::ChaCha20Poly1305, &mut m)
+                .unwrap();
             let resp = i.read_response(&m[..n]).unwrap();
             assert_eq!(resp.responder_index, 9);
             assert_eq!(resp.aead, AeadKind::ChaCha20Poly1305);
@@ -513,15 +540,23 @@ mod tests {
     #[test]
     fn xx_round_trip_learns_both_identities() {
         let (a, b) = ids();
-        let suite = Suite { pattern: Pattern::XX, cipher: HandshakeCipher::AesGcmSha256 };
+        let suite = Suite {
+            pattern: Pattern::XX,
+            cipher: HandshakeCipher::AesGcmSha256,
+        };
         let mut i = Handshake::initiator(suite, &a, None, b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
         let mut m = [0u8; 512];
         let n = i.write_init(&a, 0, &mut m).unwrap();
         assert_eq!(r.read_init(&m[..n]).unwrap(), None);
-        let n = r.write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m).unwrap();
+        let n = r
+            .write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m)
+            .unwrap();
         assert!(n <= MAX_NOISE_MSG);
-        assert_eq!(i.read_response(&m[..n]).unwrap().responder, Some(b.peer_id()));
+        assert_eq!(
+            i.read_response(&m[..n]).unwrap().responder,
+            Some(b.peer_id())
+        );
         let n = i.write_final(&a, &mut m).unwrap();
         assert_eq!(r.read_final(&m[..n]).unwrap(), a.peer_id());
         assert_eq!(i.split(), r.split());
@@ -531,7 +566,10 @@ mod tests {
     fn ik_to_the_wrong_key_fails_and_prologue_is_bound() {
         let (a, b) = ids();
         let c = Identity::from_secret([5; 32]);
-        let suite = Suite { pattern: Pattern::IK, cipher: HandshakeCipher::AesGcmSha256 };
+        let suite = Suite {
+            pattern: Pattern::IK,
+            cipher: HandshakeCipher::AesGcmSha256,
+        };
         let mut i = Handshake::initiator(suite, &a, Some(&c.peer_id()), b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
         let mut m = [0u8; 512];
@@ -558,15 +596,23 @@ mod retry_tests {
     use super::*;
     #[test]
     fn xx_final_can_be_retried_after_a_corrupted_copy() {
-        let (a, b) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
-        let suite = Suite { pattern: Pattern::XX, cipher: HandshakeCipher::AesGcmSha256 };
+        let (a, b) = (
+            Identity::from_secret([1; 32]),
+            Identity::from_secret([2; 32]),
+        );
+        let suite = Suite {
+            pattern: Pattern::XX,
+            cipher: HandshakeCipher::AesGcmSha256,
+        };
         let mut i = Handshake::initiator(suite, &a, None, b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
         let mut m = [0u8; 512];
         let n = i.write_init(&a, 0, &mut m).unwrap();
         let init_msg = m[..n].to_vec();
         r.read_init(&m[..n]).unwrap();
-        let n = r.write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m).unwrap();
+        let n = r
+            .write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m)
+            .unwrap();
         i.read_response(&m[..n]).unwrap();
         let n = i.write_final(&a, &mut m).unwrap();
         let recipe = Recipe::ResponderXx {
@@ -589,9 +635,15 @@ mod retry_tests {
 
     #[test]
     fn response_can_be_retried_after_a_corrupted_copy() {
-        let (a, b) = (Identity::from_secret([1; 32]), Identity::from_secret([2; 32]));
+        let (a, b) = (
+            Identity::from_secret([1; 32]),
+            Identity::from_secret([2; 32]),
+        );
         for pattern in [Pattern::IK, Pattern::XX] {
-            let suite = Suite { pattern, cipher: HandshakeCipher::AesGcmSha256 };
+            let suite = Suite {
+                pattern,
+                cipher: HandshakeCipher::AesGcmSha256,
+            };
             let responder = (pattern == Pattern::IK).then(|| b.peer_id());
             let recipe = Recipe::Initiator {
                 suite,
@@ -601,12 +653,15 @@ mod retry_tests {
                 timestamp_ns: 5,
             };
             let mut i = recipe.rebuild(&a).unwrap();
-            let mut again = Handshake::initiator(suite, &a, responder.as_ref(), b"p", [3; 32]).unwrap();
+            let mut again =
+                Handshake::initiator(suite, &a, responder.as_ref(), b"p", [3; 32]).unwrap();
             let mut m = [0u8; 512];
             let n = again.write_init(&a, 5, &mut m).unwrap();
             let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
             r.read_init(&m[..n]).unwrap();
-            let n = r.write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m).unwrap();
+            let n = r
+                .write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m)
+                .unwrap();
             for at in [0, 33, n - 1] {
                 let mut bad = m;
                 bad[at] ^= 0x40;

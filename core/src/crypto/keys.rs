@@ -234,6 +234,7 @@ impl SessionKeys {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take a base instant once
 mod tests {
     use super::*;
 
@@ -271,14 +272,20 @@ mod tests {
         assert_eq!(send(&mut a, &mut b, t0), Ok(Opened::Updated));
         assert_eq!(b.generation(), 1);
         let (c, phase, mut buf, tag) = late;
-        assert_eq!(b.open(t0, GRACE, phase, c, b"h", &mut buf, &tag), Ok(Opened::Previous));
+        assert_eq!(
+            b.open(t0, GRACE, phase, c, b"h", &mut buf, &tag),
+            Ok(Opened::Previous)
+        );
         assert_eq!(&buf, b"payload!");
         assert_eq!(send(&mut b, &mut a, t0), Ok(Opened::Current));
         // After the grace period the previous key is gone.
         b.handle_timeout(t0 + GRACE);
         a.handle_timeout(t0 + GRACE);
         let (c2, _, mut buf2, tag2) = (c, phase, *b"payload!", tag);
-        assert!(b.open(t0, GRACE, phase, c2, b"h", &mut buf2, &tag2).is_err());
+        assert!(
+            b.open(t0, GRACE, phase, c2, b"h", &mut buf2, &tag2)
+                .is_err()
+        );
     }
 
     #[test]
@@ -306,7 +313,11 @@ mod tests {
             now += GRACE;
             a.handle_timeout(now);
             b.handle_timeout(now);
-            let (x, y) = if round % 2 == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+            let (x, y) = if round % 2 == 0 {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
             assert!(x.update_due(now, 0, Duration::MAX));
             x.initiate_update(now, GRACE);
             assert_eq!(send(x, y, now), Ok(Opened::Updated));
@@ -320,9 +331,19 @@ mod tests {
         let t0 = Instant::now();
         let (_, mut b) = pair(t0);
         let mut buf = [0u8; 8];
-        assert!(b.open(t0, GRACE, false, 0, b"h", &mut buf, &[0; TAG_LEN]).is_err());
-        assert!(b.open(t0, GRACE, true, 0, b"h", &mut buf, &[0; TAG_LEN]).is_err());
+        assert!(
+            b.open(t0, GRACE, false, 0, b"h", &mut buf, &[0; TAG_LEN])
+                .is_err()
+        );
+        assert!(
+            b.open(t0, GRACE, true, 0, b"h", &mut buf, &[0; TAG_LEN])
+                .is_err()
+        );
         assert_eq!(b.failed_opens(), 2);
-        assert_eq!(b.generation(), 0, "a forged phase flip does not update keys");
+        assert_eq!(
+            b.generation(),
+            0,
+            "a forged phase flip does not update keys"
+        );
     }
 }

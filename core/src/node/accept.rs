@@ -70,7 +70,13 @@ impl TimestampCache {
 }
 
 impl Node {
-    pub(super) fn handle_init(&mut self, now: Instant, meta: RecvMeta, init: Init<'_>, bytes: &[u8]) {
+    pub(super) fn handle_init(
+        &mut self,
+        now: Instant,
+        meta: RecvMeta,
+        init: Init<'_>,
+        bytes: &[u8],
+    ) {
         let from = meta.from;
         let drop = |node: &mut Node, r: DropReason| {
             node.stats.drops.add(r);
@@ -85,7 +91,7 @@ impl Node {
         let mac_ok = init
             .mac1
             .is_some_and(|m| cookie::mac1_ok(&self.mac1_key, &bytes[..init.mac1_covered], &m));
-        if (suite.pattern == Pattern::IK && !mac_ok) || (init.mac1.is_some() && !mac_ok) {
+        if !mac_ok && (suite.pattern == Pattern::IK || init.mac1.is_some()) {
             if self.config.send_reject_hints
                 && self.replies.push(from, meta.local, |b| {
                     header::write_reject(b, init.sender, reject::WRONG_KEY).ok()
@@ -95,7 +101,11 @@ impl Node {
             }
             return drop(self, DropReason::WrongKey);
         }
-        let Some(eph) = init.noise.get(..32).and_then(|e| <[u8; 32]>::try_from(e).ok()) else {
+        let Some(eph) = init
+            .noise
+            .get(..32)
+            .and_then(|e| <[u8; 32]>::try_from(e).ok())
+        else {
             return drop(self, DropReason::HandshakeFailed);
         };
         // A retransmitted init for a handshake we already answered: answer again. The same
@@ -208,7 +218,11 @@ impl Node {
                     self.release_slot(slot);
                     return;
                 };
-                (Some(SessionKeys::new(aead, r2i, i2r, now)), Some(peer), None)
+                (
+                    Some(SessionKeys::new(aead, r2i, i2r, now)),
+                    Some(peer),
+                    None,
+                )
             }
             None => (None, None, Some(noise)),
         };
@@ -238,8 +252,10 @@ impl Node {
         s.remote_index = init.sender;
         s.keys = keys;
         s.peer = peer;
-        s.timers
-            .set(TimerKind::HandshakeExpire, now + self.config.handshake_timeout);
+        s.timers.set(
+            TimerKind::HandshakeExpire,
+            now + self.config.handshake_timeout,
+        );
         let st = &mut self.slots[slot as usize];
         st.session = Some(s);
         st.pending = Some(eph);

@@ -21,7 +21,9 @@ use crate::ids::SessionId;
 use crate::io::{RecvMeta, Transmit};
 use crate::rng::NodeRng;
 use crate::session::handshake::start_initiator;
-use crate::session::{Ctx, DropReason, HsState, NodeStats, Session, SessionState, SessionStats};
+use crate::session::{
+    Ctx, DropReason, HsState, NodeStats, Session, SessionState, SessionStats, UnixClock,
+};
 use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
 
@@ -68,8 +70,7 @@ pub struct Node {
     identity: Identity,
     config: Config,
     rng: NodeRng,
-    start: Instant,
-    unix_start: Duration,
+    clock: UnixClock,
     last_now: Instant,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -84,7 +85,6 @@ pub struct Node {
     cookies: CookieJar,
     mac1_key: [u8; 32],
     timestamps: accept::TimestampCache,
-    last_timestamp: u64,
     trusted: BTreeSet<PeerId>,
     rate_window: (Instant, u32),
     stats: NodeStats,
@@ -119,8 +119,11 @@ impl Node {
             identity,
             config,
             rng,
-            start: now,
-            unix_start: unix_now,
+            clock: UnixClock {
+                start: now,
+                unix_start: unix_now,
+                last_timestamp: 0,
+            },
             last_now: now,
             slots: Vec::new(),
             free: Vec::new(),
@@ -135,7 +138,6 @@ impl Node {
             cookies,
             mac1_key,
             timestamps,
-            last_timestamp: 0,
             trusted: BTreeSet::new(),
             rate_window: (now, 0),
             stats: NodeStats::default(),
@@ -230,7 +232,9 @@ impl Node {
                 receiver,
                 counter,
             } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| {
                     s.handle_data(now, meta.from, meta.local, key_phase, counter, bytes, ctx)
                 });
@@ -239,11 +243,15 @@ impl Node {
                 self.handle_init(now, meta, init, bytes);
             }
             Header::Response { receiver, noise } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| s.on_response(now, noise, ctx));
             }
             Header::Final { receiver, noise } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 let Node {
                     slots,
                     identity,
@@ -252,6 +260,7 @@ impl Node {
                     events,
                     stats,
                     trusted,
+                    clock,
                     ..
                 } = self;
                 if let Some(s) = slots[slot as usize].session.as_mut() {
@@ -261,18 +270,23 @@ impl Node {
                         rng,
                         events,
                         stats,
+                        clock,
                     };
                     s.on_final(now, meta.from, meta.local, noise, trusted, &mut ctx);
                 }
                 self.after_session(slot);
             }
             Header::Cookie { receiver, cookie } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
                 self.with_session(slot, |s, ctx| s.on_cookie(cookie, ctx));
             }
             Header::Reject { receiver, reason } => {
-                let Some(slot) = self.slot_for_index(receiver) else { return };
-                self.with_session(slot, |s, ctx| s.on_reject(reason, ctx));
+                let Some(slot) = self.slot_for_index(receiver) else {
+                    return;
+                };
+                self.with_session(slot, |s, ctx| s.on_reject(now, reason, ctx));
             }
         }
     }
@@ -407,17 +421,22 @@ impl Node {
             return Err(ConnectError::TooManySessions);
         }
         let suite = Suite {
-            pattern: if peer.is_some() { Pattern::IK } else { Pattern::XX },
+            pattern: if peer.is_some() {
+                Pattern::IK
+            } else {
+                Pattern::XX
+            },
             cipher: self.config.handshake_cipher,
         };
         let (slot, id, local_index) = self.alloc_slot();
-        let timestamp = self.timestamp(now);
+        let timestamp = self.clock.timestamp(now);
         let Node {
             identity,
             config,
             rng,
             events,
             stats,
+            clock,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -426,6 +445,7 @@ impl Node {
             rng,
             events,
             stats,
+            clock,
         };
         let Ok((noise, msg, recipe)) =
             start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
@@ -456,8 +476,10 @@ impl Node {
             TimerKind::HandshakeResend,
             now + self.config.handshake_retransmit,
         );
-        s.timers
-            .set(TimerKind::HandshakeExpire, now + self.config.handshake_timeout);
+        s.timers.set(
+            TimerKind::HandshakeExpire,
+            now + self.config.handshake_timeout,
+        );
         self.slots[slot as usize].session = Some(s);
         self.stats.handshakes_initiated += 1;
         self.after_session(slot);
@@ -466,7 +488,12 @@ impl Node {
 
     /// Closes a session: the peer is told (CLOSE), `SessionClosed` is reported now, and the
     /// handle becomes stale. Errors only for an unknown handle.
-    pub fn close(&mut self, now: Instant, session: SessionId, code: u64) -> Result<(), SessionError> {
+    pub fn close(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        code: u64,
+    ) -> Result<(), SessionError> {
         let slot = self.check(session)?;
         self.with_session(slot, |s, ctx| {
             s.close(now, code, CloseReason::Local { code }, ctx)
@@ -514,15 +541,8 @@ impl Node {
 
     // ---- internals ----
 
-    fn timestamp(&mut self, now: Instant) -> u64 {
-        let unix = self.unix_start + now.saturating_duration_since(self.start);
-        let ts = u64::try_from(unix.as_nanos()).unwrap_or(u64::MAX);
-        self.last_timestamp = ts.max(self.last_timestamp + 1);
-        self.last_timestamp
-    }
-
     fn unix_secs(&self, now: Instant) -> u64 {
-        (self.unix_start + now.saturating_duration_since(self.start)).as_secs()
+        self.clock.unix(now).as_secs()
     }
 
     fn session(&self, id: SessionId) -> Option<&Session> {
@@ -530,7 +550,9 @@ impl Node {
         if slot.generation != id.generation {
             return None;
         }
-        slot.session.as_ref().filter(|s| s.state != SessionState::Closed)
+        slot.session
+            .as_ref()
+            .filter(|s| s.state != SessionState::Closed)
     }
 
     fn check(&self, id: SessionId) -> Result<u32, SessionError> {
@@ -601,7 +623,11 @@ impl Node {
         self.free.push(slot);
     }
 
-    fn with_session<R>(&mut self, slot: u32, f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R) -> Option<R> {
+    fn with_session<R>(
+        &mut self,
+        slot: u32,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
         let r = self.with_session_no_ready(slot, f);
         self.after_session(slot);
         r
@@ -619,6 +645,7 @@ impl Node {
             rng,
             events,
             stats,
+            clock,
             ..
         } = self;
         let s = slots.get_mut(slot as usize)?.session.as_mut()?;
@@ -628,6 +655,7 @@ impl Node {
             rng,
             events,
             stats,
+            clock,
         };
         Some(f(s, &mut ctx))
     }

@@ -67,7 +67,10 @@ pub(crate) fn start_initiator(
         seed: ctx.rng.seed(),
         timestamp_ns,
     };
-    let Recipe::Initiator { prologue: p, seed, .. } = &recipe else {
+    let Recipe::Initiator {
+        prologue: p, seed, ..
+    } = &recipe
+    else {
         unreachable!("built just above")
     };
     let mut hs = Handshake::initiator(suite, ctx.identity, responder, p, *seed)?;
@@ -98,7 +101,10 @@ impl Session {
                 debug!(session = ?self.id, error = %e, "bad handshake response");
                 ctx.stats.drops.add(DropReason::HandshakeFailed);
                 // Undo whatever the failed read left in the Noise state.
-                hs.noise = hs.recipe.as_ref().and_then(|r| r.rebuild(ctx.identity).ok());
+                hs.noise = hs
+                    .recipe
+                    .as_ref()
+                    .and_then(|r| r.rebuild(ctx.identity).ok());
                 return;
             }
         };
@@ -187,8 +193,10 @@ impl Session {
             TimerKind::HandshakeResend,
             now + resend_delay(ctx.config.handshake_retransmit, 0),
         );
-        self.timers
-            .set(TimerKind::HandshakeExpire, now + ctx.config.handshake_timeout);
+        self.timers.set(
+            TimerKind::HandshakeExpire,
+            now + ctx.config.handshake_timeout,
+        );
     }
 
     /// Initiator: the responder asked for a cookie round trip.
@@ -206,7 +214,7 @@ impl Session {
     /// Initiator: the responder could not use our IK init. If it says the key was wrong,
     /// fall back to XX once: XX authenticates whoever answers, so a real key mismatch becomes
     /// an authenticated `PeerMismatch` instead of a timeout.
-    pub(crate) fn on_reject(&mut self, reason: u8, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_reject(&mut self, now: Instant, reason: u8, ctx: &mut Ctx<'_>) {
         let Some(hs) = self.hs.as_mut() else { return };
         if self.state != SessionState::InitSent
             || hs.fell_back
@@ -220,11 +228,16 @@ impl Session {
             pattern: Pattern::XX,
             cipher: hs.suite.cipher,
         };
-        let Ok((noise, msg, recipe)) = start_initiator(suite, ctx, None, self.local_index, 0) else {
+        let ts = ctx.clock.timestamp(now);
+        let Ok((noise, msg, recipe)) = start_initiator(suite, ctx, None, self.local_index, ts)
+        else {
             return;
         };
         debug!(session = ?self.id, "IK rejected as wrong key; retrying with XX");
-        let hs = self.hs.as_mut().unwrap_or_else(|| unreachable!("checked above"));
+        let hs = self
+            .hs
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("checked above"));
         hs.noise = Some(noise);
         hs.recipe = Some(recipe);
         hs.suite = suite;
@@ -243,8 +256,32 @@ impl Session {
                 let Some(hs) = self.hs.as_mut() else { return };
                 hs.attempts += 1;
                 hs.need_send = true;
-                self.timers
-                    .set(TimerKind::HandshakeResend, now + resend_delay(base, hs.attempts));
+                let attempts = hs.attempts;
+                // The first resend repeats the init byte for byte (the responder recognises
+                // it and resends its cached answer). Later ones start a fresh handshake (new
+                // ephemeral key and timestamp), so a responder that dropped its half-open
+                // state, or restarted, can still answer: it would reject the old init as a
+                // replay.
+                if attempts >= 2 {
+                    let suite = hs.suite;
+                    let responder = match suite.pattern {
+                        Pattern::IK => self.expected_peer,
+                        Pattern::XX => None,
+                    };
+                    let ts = ctx.clock.timestamp(now);
+                    if let Ok((noise, msg, recipe)) =
+                        start_initiator(suite, ctx, responder.as_ref(), self.local_index, ts)
+                        && let Some(hs) = self.hs.as_mut()
+                    {
+                        hs.noise = Some(noise);
+                        hs.msg = msg;
+                        hs.recipe = Some(recipe);
+                    }
+                }
+                self.timers.set(
+                    TimerKind::HandshakeResend,
+                    now + resend_delay(base, attempts),
+                );
             }
             SessionState::Established if !self.peer_confirmed && self.initiator => {
                 let attempts = match self.hs.as_mut() {
@@ -258,8 +295,10 @@ impl Session {
                 if self.pings_to_send.is_empty() {
                     self.queue_ping(now, false, ctx.config);
                 }
-                self.timers
-                    .set(TimerKind::HandshakeResend, now + resend_delay(base, attempts));
+                self.timers.set(
+                    TimerKind::HandshakeResend,
+                    now + resend_delay(base, attempts),
+                );
             }
             _ => {}
         }
@@ -291,13 +330,13 @@ impl Session {
             ctx.stats.drops.add(DropReason::UnexpectedState);
             return;
         };
-        let peer = match noise_state.read_final(noise) {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.stats.drops.add(DropReason::HandshakeFailed);
-                hs.noise = hs.recipe.as_ref().and_then(|r| r.rebuild(ctx.identity).ok());
-                return;
-            }
+        let Ok(peer) = noise_state.read_final(noise) else {
+            ctx.stats.drops.add(DropReason::HandshakeFailed);
+            hs.noise = hs
+                .recipe
+                .as_ref()
+                .and_then(|r| r.rebuild(ctx.identity).ok());
+            return;
         };
         let Some((i2r, r2i)) = noise_state.split() else {
             return;
@@ -318,7 +357,8 @@ impl Session {
             self.close_code = close_code::REFUSED;
             self.close_pending = true;
             self.timers.clear();
-            self.timers.set(TimerKind::Close, now + Duration::from_secs(1));
+            self.timers
+                .set(TimerKind::Close, now + Duration::from_secs(1));
             return;
         }
         self.establish(now, ctx);

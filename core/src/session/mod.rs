@@ -42,6 +42,30 @@ pub(crate) struct Ctx<'a> {
     pub rng: &'a mut NodeRng,
     pub events: &'a mut VecDeque<Event>,
     pub stats: &'a mut NodeStats,
+    pub clock: &'a mut UnixClock,
+}
+
+/// Wall-clock time derived from the `Instant` timeline (captured once at `Node::new`), and
+/// strictly increasing handshake timestamps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UnixClock {
+    pub start: Instant,
+    pub unix_start: Duration,
+    pub last_timestamp: u64,
+}
+
+impl UnixClock {
+    /// Unix time at `now`.
+    pub fn unix(&self, now: Instant) -> Duration {
+        self.unix_start + now.saturating_duration_since(self.start)
+    }
+
+    /// A handshake timestamp (ns) newer than every one issued before.
+    pub fn timestamp(&mut self, now: Instant) -> u64 {
+        let ts = u64::try_from(self.unix(now).as_nanos()).unwrap_or(u64::MAX);
+        self.last_timestamp = ts.max(self.last_timestamp.saturating_add(1));
+        self.last_timestamp
+    }
 }
 
 /// Where a session is in its life.
@@ -262,7 +286,8 @@ impl Session {
                 initiator: self.initiator,
             });
         }
-        self.timers.set(TimerKind::Idle, now + ctx.config.idle_timeout);
+        self.timers
+            .set(TimerKind::Idle, now + ctx.config.idle_timeout);
         self.timers
             .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
@@ -309,7 +334,8 @@ impl Session {
         self.close_code = code;
         self.close_pending = true;
         self.timers.clear();
-        self.timers.set(TimerKind::Close, now + self.discard_after());
+        self.timers
+            .set(TimerKind::Close, now + self.discard_after());
     }
 
     /// Queues a PING. App pings are reported with `Event::Pong`.
@@ -319,11 +345,8 @@ impl Session {
         if self.pings_out.len() >= config.max_outstanding_pings {
             self.pings_out.pop_front();
         }
-        self.pings_out.push_back(OutstandingPing {
-            id,
-            sent: now,
-            app,
-        });
+        self.pings_out
+            .push_back(OutstandingPing { id, sent: now, app });
         if self.pings_to_send.len() >= config.max_outstanding_pings {
             self.pings_to_send.pop_front();
         }
@@ -368,17 +391,26 @@ impl Session {
         let (payload, tag) = rest.split_at_mut(tag_at);
         let mut tag_bytes = [0u8; TAG_LEN];
         tag_bytes.copy_from_slice(tag);
-        let opened = match keys.open(now, discard_after, key_phase, counter, header, payload, &tag_bytes)
-        {
-            Ok(o) => o,
-            Err(_) => {
-                ctx.stats.drops.add(DropReason::DecryptFailed);
-                self.stats.decrypt_failures += 1;
-                if keys.exhausted() {
-                    self.close(now, close_code::KEYS_EXHAUSTED, CloseReason::KeysExhausted, ctx);
-                }
-                return;
+        let Ok(opened) = keys.open(
+            now,
+            discard_after,
+            key_phase,
+            counter,
+            header,
+            payload,
+            &tag_bytes,
+        ) else {
+            ctx.stats.drops.add(DropReason::DecryptFailed);
+            self.stats.decrypt_failures += 1;
+            if keys.exhausted() {
+                self.close(
+                    now,
+                    close_code::KEYS_EXHAUSTED,
+                    CloseReason::KeysExhausted,
+                    ctx,
+                );
             }
+            return;
         };
         // Authenticated: only now may the replay window move.
         self.replay.update(counter);
@@ -396,7 +428,8 @@ impl Session {
             self.process_close_frames(payload, ctx);
             return;
         }
-        self.timers.set(TimerKind::Idle, now + ctx.config.idle_timeout);
+        self.timers
+            .set(TimerKind::Idle, now + ctx.config.idle_timeout);
         if !self.peer_confirmed {
             self.peer_confirmed = true;
             self.hs = None;
@@ -475,7 +508,8 @@ impl Session {
         }
         self.state = SessionState::Draining;
         self.timers.clear();
-        self.timers.set(TimerKind::Close, now + self.discard_after());
+        self.timers
+            .set(TimerKind::Close, now + self.discard_after());
     }
 
     fn on_pong(&mut self, now: Instant, id: u64, ctx: &mut Ctx<'_>) {

@@ -51,7 +51,10 @@ impl Session {
         if let Some((to, local, data)) = self.path_response.take() {
             let len = DATA_HEADER_LEN + 9 + TAG_LEN;
             let allowed = to == self.remote
-                || self.probe.as_ref().is_some_and(|p| p.addr == to && p.may_send(len));
+                || self
+                    .probe
+                    .as_ref()
+                    .is_some_and(|p| p.addr == to && p.may_send(len));
             if allowed {
                 let t = self.build_packet(now, &mut buf[..max], to, local, ctx, |_, w| {
                     Frame::PathResponse { data }.encode(w).is_ok()

@@ -343,7 +343,10 @@ fn parse_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, FrameError> {
             } else {
                 r.rest()
             };
-            if offset.checked_add(data.len() as u64).is_none_or(|end| end > varint::MAX) {
+            if offset
+                .checked_add(data.len() as u64)
+                .is_none_or(|end| end > varint::MAX)
+            {
                 return Err(Malformed);
             }
             Frame::Stream {
@@ -410,7 +413,10 @@ fn parse_ack<'a>(r: &mut Reader<'a>) -> Result<Ack<'a>, FrameError> {
     }
     let first_range = r.varint().ok_or(Truncated)?;
     // Highest counter the next range may end at: one missing counter below the previous one.
-    let mut next_high = largest.checked_sub(first_range).ok_or(Malformed)?.checked_sub(2);
+    let mut next_high = largest
+        .checked_sub(first_range)
+        .ok_or(Malformed)?
+        .checked_sub(2);
     let start = r.position();
     let mut probe = r.clone();
     for _ in 0..extra_ranges {
@@ -466,9 +472,7 @@ impl Frame<'_> {
             Frame::MaxStreamData { stream, max } => 1 + v(stream) + v(max),
             Frame::StreamDataBlocked { stream, limit } => 1 + v(stream) + v(limit),
             Frame::PathChallenge { .. } | Frame::PathResponse { .. } => 9,
-            Frame::Close { code, reason } => {
-                1 + v(code) + v(reason.len() as u64) + reason.len()
-            }
+            Frame::Close { code, reason } => 1 + v(code) + v(reason.len() as u64) + reason.len(),
             Frame::Datagram { data } => 1 + v(data.len() as u64) + data.len(),
             Frame::ObservedAddress { seq, addr } => {
                 v(ty::OBSERVED_ADDRESS) + v(seq) + socket_addr_len(addr)
@@ -629,7 +633,10 @@ pub fn write_ack(
     let Some(&(lo0, hi0)) = ranges.first() else {
         return Ok(());
     };
-    let n = ranges.len().min(max_ranges.max(1)).min(MAX_ACK_RANGES as usize + 1);
+    let n = ranges
+        .len()
+        .min(max_ranges.max(1))
+        .min(MAX_ACK_RANGES as usize + 1);
     w.varint(ty::ACK)?;
     w.varint(hi0)?;
     w.varint(delay_us)?;
@@ -668,21 +675,48 @@ mod tests {
             Frame::Ping { id: 0 },
             Frame::Ping { id: 1 << 40 },
             Frame::Pong { id: 99 },
-            Frame::ResetStream { stream: 4, code: 9, final_size: 1 << 33 },
+            Frame::ResetStream {
+                stream: 4,
+                code: 9,
+                final_size: 1 << 33,
+            },
             Frame::StopSending { stream: 5, code: 0 },
-            Frame::Stream { stream: 0, port: Some(7), offset: 0, data: b"hi", fin: false },
-            Frame::Stream { stream: 8, port: None, offset: 1000, data: b"", fin: true },
+            Frame::Stream {
+                stream: 0,
+                port: Some(7),
+                offset: 0,
+                data: b"hi",
+                fin: false,
+            },
+            Frame::Stream {
+                stream: 8,
+                port: None,
+                offset: 1000,
+                data: b"",
+                fin: true,
+            },
             Frame::MaxData { max: 1 << 50 },
             Frame::MaxStreamData { stream: 3, max: 77 },
             Frame::MaxStreams { max: 100 },
             Frame::DataBlocked { limit: 5 },
-            Frame::StreamDataBlocked { stream: 1, limit: 2 },
-            Frame::PathChallenge { data: [1, 2, 3, 4, 5, 6, 7, 8] },
+            Frame::StreamDataBlocked {
+                stream: 1,
+                limit: 2,
+            },
+            Frame::PathChallenge {
+                data: [1, 2, 3, 4, 5, 6, 7, 8],
+            },
             Frame::PathResponse { data: [8; 8] },
-            Frame::Close { code: 3, reason: b"bye" },
+            Frame::Close {
+                code: 3,
+                reason: b"bye",
+            },
             Frame::Datagram { data: &[0xff; 300] },
             Frame::ObservedAddress { seq: 2, addr },
-            Frame::App { channel: 1, data: b"{}" },
+            Frame::App {
+                channel: 1,
+                data: b"{}",
+            },
         ] {
             round_trip(f);
         }
@@ -696,7 +730,9 @@ mod tests {
         write_ack(&mut w, 25, &ranges, 64).unwrap();
         let n = w.len();
         let f: Vec<_> = frames(&buf[..n]).collect();
-        let Ok(Frame::Ack(ack)) = f[0] else { panic!("{f:?}") };
+        let Ok(Frame::Ack(ack)) = f[0] else {
+            panic!("{f:?}")
+        };
         assert_eq!(ack.largest, 100);
         assert_eq!(ack.delay_us, 25);
         assert_eq!(ack.ranges().collect::<Vec<_>>(), ranges.to_vec());
@@ -705,14 +741,19 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         write_ack(&mut w, 0, &ranges, 2).unwrap();
         let n = w.len();
-        let Some(Ok(Frame::Ack(ack))) = frames(&buf[..n]).next() else { panic!() };
+        let Some(Ok(Frame::Ack(ack))) = frames(&buf[..n]).next() else {
+            panic!()
+        };
         assert_eq!(ack.ranges().collect::<Vec<_>>(), vec![(90, 100), (50, 80)]);
     }
 
     #[test]
     fn malformed_acks_are_rejected() {
         // first range larger than largest
-        assert_eq!(frames(&[0x03, 5, 0, 0, 6]).next(), Some(Err(FrameError::Malformed)));
+        assert_eq!(
+            frames(&[0x03, 5, 0, 0, 6]).next(),
+            Some(Err(FrameError::Malformed))
+        );
         // too many ranges
         let mut buf = [0u8; 16];
         let mut w = Writer::new(&mut buf);
@@ -724,7 +765,10 @@ mod tests {
         let n = w.len();
         assert_eq!(frames(&buf[..n]).next(), Some(Err(FrameError::Malformed)));
         // a gap that underflows below zero
-        assert_eq!(frames(&[0x03, 5, 0, 1, 0, 10, 0]).next(), Some(Err(FrameError::Malformed)));
+        assert_eq!(
+            frames(&[0x03, 5, 0, 1, 0, 10, 0]).next(),
+            Some(Err(FrameError::Malformed))
+        );
     }
 
     #[test]
@@ -738,10 +782,19 @@ mod tests {
         let parsed: Vec<_> = frames(&buf[..n]).collect();
         assert_eq!(
             parsed,
-            vec![Ok(Frame::Stream { stream: 4, port: None, offset: 10, data: b"abc", fin: true })]
+            vec![Ok(Frame::Stream {
+                stream: 4,
+                port: None,
+                offset: 10,
+                data: b"abc",
+                fin: true
+            })]
         );
         // Explicit offset 0 is malformed (must use the port form).
-        assert_eq!(frames(&[0x0e, 1, 0, 0]).next(), Some(Err(FrameError::Malformed)));
+        assert_eq!(
+            frames(&[0x0e, 1, 0, 0]).next(),
+            Some(Err(FrameError::Malformed))
+        );
     }
 
     #[test]

@@ -62,7 +62,8 @@ struct InFlight {
     bytes: Vec<u8>,
 }
 
-type Hook = Box<dyn FnMut(&Wire) -> Verdict>;
+/// A per-datagram fault injector.
+pub type Hook = Box<dyn FnMut(&Wire) -> Verdict>;
 
 pub struct Pair {
     pub now: Instant,
@@ -327,7 +328,9 @@ impl Pair {
     pub fn establish(&mut self) -> (SessionId, SessionId) {
         let sa = self.connect();
         assert!(
-            self.run_until(Duration::from_secs(30), |p| p.established(Side::A).is_some()
+            self.run_until(Duration::from_secs(30), |p| p
+                .established(Side::A)
+                .is_some()
                 && p.established(Side::B).is_some()),
             "session did not establish; a: {:?} b: {:?}",
             self.events_a,

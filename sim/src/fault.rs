@@ -1,0 +1,77 @@
+//! Faults: things that happen to the network during a run, applied at a scheduled instant
+//! (`Topology::fault`, `Sim::schedule`) or at once (`Sim::apply`).
+
+use crate::ids::{HostId, NatId, RealmId};
+
+/// Which direction(s) of a host's access link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// Host → network.
+    Up,
+    /// Network → host.
+    Down,
+    /// Both.
+    Both,
+}
+
+impl Direction {
+    /// Whether this covers the uplink.
+    pub fn up(self) -> bool {
+        matches!(self, Direction::Up | Direction::Both)
+    }
+
+    /// Whether this covers the downlink.
+    pub fn down(self) -> bool {
+        matches!(self, Direction::Down | Direction::Both)
+    }
+}
+
+/// A scheduled change to the network.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// Cut a host's access link (one way or both): every packet is dropped until healed.
+    Partition {
+        /// The host.
+        host: HostId,
+        /// Which way.
+        direction: Direction,
+    },
+    /// Restore a partitioned link.
+    Heal {
+        /// The host.
+        host: HostId,
+        /// Which way.
+        direction: Direction,
+    },
+    /// The NAT loses every mapping; recreated mappings get different public ports.
+    NatRebind(NatId),
+    /// The NAT restarts: mappings lost, allocators reset.
+    NatReboot(NatId),
+    /// The NAT gets fresh public IPs (the ISP renumbered it); mappings lost.
+    NatNewPublicIp(NatId),
+    /// Turn UDP blocking on or off at a NAT.
+    NatBlockUdp {
+        /// The NAT.
+        nat: NatId,
+        /// Block or allow.
+        blocked: bool,
+    },
+    /// The host moves to a fresh address in `realm` (a new Wi-Fi, a switch to cellular).
+    /// With `notify`, its node is told (`handle_network_change`), as a driver watching the
+    /// interfaces would.
+    Roam {
+        /// The host.
+        host: HostId,
+        /// The realm it joins (its current one for a plain IP change).
+        realm: RealmId,
+        /// Tell the node.
+        notify: bool,
+    },
+    /// Turn UDP blocking on or off for one host (both ways).
+    HostBlockUdp {
+        /// The host.
+        host: HostId,
+        /// Block or allow.
+        blocked: bool,
+    },
+}

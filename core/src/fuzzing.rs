@@ -17,6 +17,11 @@ use crate::wire::frame::{Frame, frames};
 use crate::wire::header::{self, COOKIE_LEN, Header};
 use crate::{Config, Event, Identity, Node};
 
+mod transport;
+#[cfg(test)]
+pub(crate) use transport::{StreamPair, pattern};
+pub use transport::{congestion, epoch, recv_reassembly, sack_ranges, streams_ops};
+
 /// `wire_decode`: header and frame parsers never panic, and whatever parses re-encodes to
 /// something that parses back to the same value with the advertised length.
 pub fn wire_decode(data: &[u8]) {

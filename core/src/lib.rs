@@ -61,8 +61,10 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod cc;
 pub mod config;
 pub mod crypto;
+pub mod datagram;
 pub mod error;
 pub mod event;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -70,10 +72,13 @@ pub mod fuzzing;
 pub mod identity;
 pub mod ids;
 pub mod io;
+pub mod mtu;
 mod node;
+pub mod recovery;
 pub mod rendezvous;
 pub mod rng;
 pub mod session;
+pub mod stream;
 pub mod time;
 pub mod wire;
 

@@ -714,3 +714,40 @@ mod tests {
         assert_eq!(m.datagram_count(), 0);
     }
 }
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    fn opt(s: &UdpSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        sys::getsockopt_int(s.as_fd(), level, name).expect("getsockopt")
+    }
+
+    #[test]
+    fn dont_fragment_and_pktinfo_are_set_per_family() {
+        let s4 = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), &UdpConfig::default()).unwrap();
+        assert_eq!(
+            opt(&s4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_DO
+        );
+        assert_eq!(opt(&s4, libc::IPPROTO_IP, libc::IP_PKTINFO), 1);
+        assert!(s4.pktinfo_enabled());
+
+        let mut config = UdpConfig::default();
+        config.pmtu = PmtuMode::Probe;
+        let s6 = UdpSocket::bind("[::1]:0".parse().unwrap(), &config).unwrap();
+        assert_eq!(
+            opt(&s6, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),
+            libc::IPV6_PMTUDISC_PROBE
+        );
+        assert_eq!(opt(&s6, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG), 1);
+        assert_eq!(opt(&s6, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO), 1);
+        assert_eq!(opt(&s6, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), 1);
+        // The GSO probe leaves per-socket segmentation off (we segment per message).
+        assert_eq!(opt(&s6, libc::SOL_UDP, sys::UDP_SEGMENT), 0);
+        assert_eq!(
+            opt(&s6, libc::SOL_UDP, sys::UDP_GRO),
+            i32::from(s6.gro_enabled())
+        );
+    }
+}

@@ -197,8 +197,8 @@ pub(crate) fn set_buffer(
     // Failures of the plain option are not fatal: we report whatever we got.
     let _ = setsockopt_int(fd, libc::SOL_SOCKET, name, want);
     let granted = getsockopt_int(fd, libc::SOL_SOCKET, name)?;
-    // The kernel doubles the request, so a full grant reads back as >= want.
-    if force && granted < want {
+    // The kernel doubles the request, so a full grant reads back as 2 × want.
+    if force && granted < want.saturating_mul(2) {
         if let Some((snd_force, rcv_force)) = FORCE_OPTS {
             let force_name = if recv { rcv_force } else { snd_force };
             if let Err(e) = setsockopt_int(fd, libc::SOL_SOCKET, force_name, want) {

@@ -31,16 +31,6 @@ pub struct Datagram<'a> {
     pub data: &'a mut [u8],
 }
 
-impl Datagram<'_> {
-    /// The core's metadata for this datagram.
-    pub fn meta(&self) -> tern_core::io::RecvMeta {
-        tern_core::io::RecvMeta {
-            from: self.from,
-            local: Some(self.local),
-        }
-    }
-}
-
 impl RecvBatch {
     /// `slots` buffers (clamped to 1..=[`crate::MAX_BATCH`]) of `slot_len` bytes each
     /// (at least 1). Datagrams longer than `slot_len` arrive truncated and are dropped.

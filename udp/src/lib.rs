@@ -51,6 +51,7 @@
 // The socket layer deals in real time (socket waits, CPU accounting); the determinism
 // rules of clippy.toml are for the core and the simulator, and drivers own the real clock.
 #![allow(clippy::disallowed_methods)]
+#![warn(missing_docs)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("tern-udp supports Linux only (sendmmsg/recvmmsg, UDP GSO/GRO)");

@@ -22,7 +22,9 @@ pub const MAX_BATCH: usize = BATCH;
 
 /// One outgoing datagram, or several of equal size for GSO.
 ///
-/// Build it from the core's output with [`Transmit::from_core`].
+/// The core's `poll_transmit` output maps onto it field for field:
+/// `Transmit::from_parts(t.dst, &buf[..t.len], t.segment_size)`; the core's `src` (which
+/// *socket* to use) chooses the socket through [`crate::SocketSet::route`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit<'a> {
     /// Destination.
@@ -60,18 +62,13 @@ impl<'a> Transmit<'a> {
         }
     }
 
-    /// The transmit described by the core's `poll_transmit` output, whose payload is the
-    /// first `t.len` bytes of `buf`. The core's `src` (which *socket* to use) is not part
-    /// of this value: choose the socket with [`crate::SocketSet::route`].
-    ///
-    /// # Panics
-    /// If `t.len > buf.len()`, which would be a bug in the caller (the core writes `len`
-    /// bytes into the buffer it was given).
-    pub fn from_core(t: &tern_core::io::Transmit, buf: &'a [u8]) -> Self {
+    /// A transmit of `contents` to `dst`, segmented when `segment_size` is set (the shape
+    /// of the core's `Transmit { dst, len, segment_size, .. }`).
+    pub fn from_parts(dst: SocketAddr, contents: &'a [u8], segment_size: Option<usize>) -> Self {
         Self {
-            dst: t.dst,
-            contents: &buf[..t.len],
-            segment_size: t.segment_size,
+            dst,
+            contents,
+            segment_size,
             src_ip: None,
         }
     }
@@ -92,6 +89,7 @@ pub struct RecvMeta {
     pub from: SocketAddr,
     /// The local address the datagram arrived on: the packet's destination IP
     /// (`IP_PKTINFO`) with the socket's port, or the bound address when pktinfo is off.
+    /// Hand it to the core as `RecvMeta { from, local: Some(local) }`.
     pub local: SocketAddr,
     /// Bytes of intact datagrams at the start of the buffer. With `truncated`, the cut
     /// datagram is already excluded (so this may be 0).
@@ -125,14 +123,6 @@ impl RecvMeta {
     pub fn datagrams<'b>(&self, buf: &'b mut [u8]) -> std::slice::ChunksMut<'b, u8> {
         let len = self.len.min(buf.len());
         buf[..len].chunks_mut(self.stride.max(1))
-    }
-
-    /// The core's view of this message (`local` is always known here).
-    pub fn to_core(&self) -> tern_core::io::RecvMeta {
-        tern_core::io::RecvMeta {
-            from: self.from,
-            local: Some(self.local),
-        }
     }
 }
 
@@ -733,8 +723,10 @@ mod option_tests {
         assert_eq!(opt(&s4, libc::IPPROTO_IP, libc::IP_PKTINFO), 1);
         assert!(s4.pktinfo_enabled());
 
-        let mut config = UdpConfig::default();
-        config.pmtu = PmtuMode::Probe;
+        let config = UdpConfig {
+            pmtu: PmtuMode::Probe,
+            ..UdpConfig::default()
+        };
         let s6 = UdpSocket::bind("[::1]:0".parse().unwrap(), &config).unwrap();
         assert_eq!(
             opt(&s6, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),

@@ -340,12 +340,13 @@ fn encode_send_cmsgs(
     let mut used = 0usize;
     // SAFETY: `h.msg_control`/`msg_controllen` describe `buf` (aligned for cmsghdr, large
     // enough for the two messages below, as the const assertion on the sizes shows), so
-    // CMSG_FIRSTHDR/CMSG_NXTHDR return pointers inside it or null; we write each payload
+    // CMSG_FIRSTHDR/CMSG_NXTHDR return pointers inside it or null (checked before each
+    // write; the sizing makes null impossible, so the check never fires); we write each payload
     // with `write_unaligned` within CMSG_LEN of its header.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(h);
         if let Some(seg) = m.segment_size {
-            debug_assert!(!c.is_null());
+            assert!(!c.is_null(), "cmsg buffer too small");
             (*c).cmsg_level = libc::SOL_UDP;
             (*c).cmsg_type = UDP_SEGMENT;
             (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as c_uint) as _;
@@ -355,7 +356,7 @@ fn encode_send_cmsgs(
         }
         match (m.src_ip, m.dst) {
             (Some(IpAddr::V4(ip)), SocketAddr::V4(_)) => {
-                debug_assert!(!c.is_null());
+                assert!(!c.is_null(), "cmsg buffer too small");
                 let info = libc::in_pktinfo {
                     ipi_ifindex: 0,
                     ipi_spec_dst: libc::in_addr {
@@ -370,7 +371,7 @@ fn encode_send_cmsgs(
                 used += libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as c_uint) as usize;
             }
             (Some(ip), SocketAddr::V6(_)) => {
-                debug_assert!(!c.is_null());
+                assert!(!c.is_null(), "cmsg buffer too small");
                 let v6 = match ip {
                     IpAddr::V4(v4) => v4.to_ipv6_mapped(),
                     IpAddr::V6(v6) => v6,

@@ -677,3 +677,34 @@ fn env_switches_turn_offloads_off_at_bind() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn explicit_source_ip_goes_out_alone_and_with_gso() {
+    for family in [v4(), v6()] {
+        let tx = bind(family, &UdpConfig::default());
+        let rx = bind(family, &UdpConfig::without_offload());
+        let src = tx.local_addr().ip();
+        let expected: Vec<Vec<u8>> = (0..12).map(|seq| payload(7, seq, 1000)).collect();
+        let run = expected[1..].concat();
+        // IP_PKTINFO / IPV6_PKTINFO alone, then together with UDP_SEGMENT in one message.
+        send_all(
+            &tx,
+            &[
+                Transmit {
+                    src_ip: Some(src),
+                    ..Transmit::new(rx.local_addr(), &expected[0])
+                },
+                Transmit {
+                    src_ip: Some(src),
+                    ..Transmit::segmented(rx.local_addr(), &run, 1000)
+                },
+            ],
+        );
+        let r = recv_n(&rx, &mut RecvBatch::for_socket(&rx), 12);
+        for (i, (from, _, data)) in r.datagrams.iter().enumerate() {
+            assert_eq!(*from, tx.local_addr());
+            assert_eq!(data, &expected[i]);
+        }
+        assert!(!matches!(tx.gso_state(), GsoState::Off(GsoOff::Refused)));
+    }
+}

@@ -22,6 +22,8 @@
 //! * **Local address**: `IP_PKTINFO`/`IPV6_PKTINFO` report where each datagram arrived
 //!   ([`RecvMeta::local`]), which the core's `RecvMeta { from, local }` wants.
 //! * **Several sockets** per node for hole punching and birthday probing: [`SocketSet`].
+//! * **GSO from one-datagram output**: [`TransmitQueue`] lets the core write datagram after
+//!   datagram into one buffer and packs same-destination, same-size runs into GSO sends.
 //!
 //! `TERN_NO_GSO=1` / `TERN_NO_GRO=1` in the environment turn the offloads off for every
 //! socket bound afterwards, so a test suite can run the fallback paths.
@@ -59,6 +61,7 @@ compile_error!("tern-udp supports Linux only (sendmmsg/recvmmsg, UDP GSO/GRO)");
 mod batch;
 mod config;
 mod error;
+mod queue;
 mod set;
 mod socket;
 mod sys;
@@ -66,6 +69,7 @@ mod sys;
 pub use batch::{Datagram, GRO_SLOT_LEN, RecvBatch};
 pub use config::{DEFAULT_BUFFER, DEFAULT_MAX_GSO_SEGMENTS, PmtuMode, UdpConfig};
 pub use error::SocketError;
+pub use queue::{QueueStats, TransmitQueue};
 pub use set::{DEFAULT_MAX_SOCKETS, SocketId, SocketSet};
 pub use socket::{
     BufferSizes, GsoOff, GsoState, MAX_BATCH, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6, RecvMeta,

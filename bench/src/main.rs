@@ -83,30 +83,16 @@ fn contenders(o: &Options) -> Result<Vec<Box<dyn Contender>>, BenchError> {
     let wanted = |kind: &str| o.only.is_empty() || o.only.iter().any(|k| k == kind);
     let mut v: Vec<Box<dyn Contender>> = Vec::new();
     if wanted("raw") {
-        v.push(Box::new(RawUdp::new(
-            RawMode::SendTo,
-            o.datagram,
-            false,
-            o.raw_rcvbuf,
-        )));
-        v.push(Box::new(RawUdp::new(
-            RawMode::Sendmmsg,
-            o.datagram,
-            false,
-            o.raw_rcvbuf,
-        )));
-        v.push(Box::new(RawUdp::new(
-            RawMode::Gso,
-            o.datagram,
-            true,
-            o.raw_rcvbuf,
-        )));
-        v.push(Box::new(RawUdp::new(
-            RawMode::GsoGro,
-            o.datagram,
-            false,
-            o.raw_rcvbuf,
-        )));
+        let modes = [
+            (RawMode::SendTo, false),
+            (RawMode::Sendmmsg, false),
+            (RawMode::Gso, true), // the ping-pong floor is measured once, here
+            (RawMode::Queue, false),
+            (RawMode::GsoGro, false),
+        ];
+        for (mode, rtt) in modes {
+            v.push(Box::new(RawUdp::new(mode, o.datagram, rtt, o.raw_rcvbuf)));
+        }
     }
     if wanted("quinn") {
         v.push(Box::new(quic::Quinn::new()?));

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tern_udp::{RecvBatch, Transmit, UdpConfig, UdpSocket, process_cpu_time};
+use tern_udp::{RecvBatch, Transmit, TransmitQueue, UdpConfig, UdpSocket, process_cpu_time};
 
 use crate::harness::{BenchError, Contender, Params, Rtt, Throughput};
 
@@ -21,6 +21,9 @@ pub enum RawMode {
     /// `sendmmsg` of GSO messages (54 × 1200 B each); the receiver uses `recvmmsg`, GRO off.
     /// This is the practical ceiling for a userspace transport here.
     Gso,
+    /// Datagram by datagram into a [`TransmitQueue`] (a copy of each, as the core writes
+    /// them), flushed as GSO runs: the path a driver takes; the receiver uses `recvmmsg`.
+    Queue,
     /// GSO sender and a GRO receiver: on loopback the super-datagram is never split, so
     /// this is an upper bound that no real network path gives.
     GsoGro,
@@ -110,6 +113,7 @@ impl Contender for RawUdp {
             RawMode::SendTo => "send_to → recvmmsg",
             RawMode::Sendmmsg => "sendmmsg → recvmmsg",
             RawMode::Gso => "sendmmsg+GSO → recvmmsg",
+            RawMode::Queue => "TransmitQueue (GSO) → recvmmsg",
             RawMode::GsoGro => "GSO → GRO (loopback only)",
         };
         format!("raw UDP {} B, {mode}", self.datagram)
@@ -121,7 +125,7 @@ impl Contender for RawUdp {
         rx_config.recv_buffer = self.recv_buffer;
         let rx = UdpSocket::bind(loopback(), &rx_config)?;
         let tx_config = match self.mode {
-            RawMode::Gso | RawMode::GsoGro => UdpConfig::default(),
+            RawMode::Gso | RawMode::GsoGro | RawMode::Queue => UdpConfig::default(),
             _ => UdpConfig::without_offload(),
         };
         let tx = UdpSocket::bind(loopback(), &tx_config)?;
@@ -158,6 +162,23 @@ impl Contender for RawUdp {
                         let n = left.min(64) as usize;
                         send_all(&tx, &one[..n])?;
                         left -= n as u64;
+                    }
+                }
+                RawMode::Queue => {
+                    let mut queue = TransmitQueue::new(1 << 20, 256);
+                    while left > 0 {
+                        while left > 0 {
+                            let Some(slot) = queue.slot(dg) else { break };
+                            slot.copy_from_slice(&data[..dg]);
+                            queue.commit(dst, None, dg);
+                            left -= 1;
+                        }
+                        while let Err(e) = queue.flush(|_| Some((&tx, None))) {
+                            if e.kind() != ErrorKind::WouldBlock {
+                                return Err(e.into());
+                            }
+                            tx.wait_writable(Some(Duration::from_secs(1)))?;
+                        }
                     }
                 }
                 RawMode::Gso | RawMode::GsoGro => {

@@ -161,15 +161,16 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| contender | one stream MB/s | × quinn | loss % | CPU s/GB | RTT p50 µs | RTT p99 µs | p50 × quinn | handshake µs (p50) | × quinn | CPU µs/handshake |"
+        "| contender | one stream MB/s | Gbit/s | × quinn | loss % | CPU s/GB | RTT p50 µs | RTT p99 µs | p50 × quinn | handshake µs (p50) | × quinn | CPU µs/handshake |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             cell(&r.mb_s, 0),
+            Summary::of(&r.mb_s).map_or("—".to_owned(), |m| format!("{:.2}", m.median * 8e-3)),
             ratio(&r.mb_s, quinn.map(|q| q.mb_s.as_slice())),
             cell(&r.loss_pct, 1),
             cell(&r.cpu_s_per_gb, 2),

@@ -65,7 +65,7 @@ fn receive_until_marker(
     rx: &UdpSocket,
     marker: SocketAddr,
 ) -> Result<(u64, Option<Instant>), BenchError> {
-    let mut batch = RecvBatch::for_socket(rx);
+    let mut batch = RecvBatch::default();
     let mut bytes = 0u64;
     let mut last = None;
     loop {

@@ -45,11 +45,6 @@ impl RecvBatch {
         }
     }
 
-    /// A full batch of [`GRO_SLOT_LEN`] slots, right for any socket (4 MiB).
-    pub fn for_socket(_socket: &UdpSocket) -> Self {
-        Self::new(BATCH, GRO_SLOT_LEN)
-    }
-
     /// Number of slots.
     pub fn slots(&self) -> usize {
         self.meta.len()
@@ -119,6 +114,14 @@ impl RecvBatch {
         let got = socket.recv(&mut slices[..n], &mut self.meta)?;
         self.filled = got;
         Ok(got)
+    }
+}
+
+impl Default for RecvBatch {
+    /// A full batch ([`crate::MAX_BATCH`] slots) of [`GRO_SLOT_LEN`] bytes each (4 MiB):
+    /// never truncates, with or without GRO.
+    fn default() -> Self {
+        Self::new(BATCH, GRO_SLOT_LEN)
     }
 }
 

@@ -51,7 +51,7 @@ pub struct UdpConfig {
     pub max_gso_segments: usize,
     /// Ask the kernel to coalesce received datagrams (`UDP_GRO`) (default `true`). Receive
     /// buffers must then hold a whole coalesced message: use 64 KiB slots
-    /// ([`crate::RecvBatch::for_socket`] does).
+    /// (`RecvBatch::default()` does).
     pub gro: bool,
     /// Fragmentation policy ([`PmtuMode::Do`]).
     pub pmtu: PmtuMode,

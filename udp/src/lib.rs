@@ -36,7 +36,7 @@
 //! let payload = vec![7u8; 10 * 1200];
 //! // Ten 1200-byte datagrams in one system call (one GSO message when supported).
 //! a.send(&[Transmit::segmented(b.local_addr(), &payload, 1200)])?;
-//! let mut batch = RecvBatch::for_socket(&b);
+//! let mut batch = RecvBatch::default();
 //! b.wait_readable(None)?;
 //! b.recv_batch(&mut batch)?;
 //! for d in batch.datagrams() {

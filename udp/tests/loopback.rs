@@ -139,7 +139,7 @@ fn batch_integrity(family: SocketAddr) {
     // one sendmmsg batch), the two flows interleaved call by call. Rounds stay under the
     // default 208 KiB receive buffer, so the test also holds without CAP_NET_ADMIN.
     let sizes = |seq: u32| [5usize, 64, 1200, 1452, 9000, 333][seq as usize % 6];
-    let mut batch = RecvBatch::for_socket(&rx);
+    let mut batch = RecvBatch::default();
     let mut got: BTreeMap<SocketAddr, Vec<Vec<u8>>> = BTreeMap::new();
     for round in 0..4u32 {
         for (flow, s) in senders.iter().enumerate() {
@@ -247,7 +247,7 @@ fn send_workload(tx: &UdpSocket, rx: &UdpSocket, w: &Workload) -> Received {
         })
         .collect();
     let mut r = Received::new();
-    let mut batch = RecvBatch::for_socket(rx);
+    let mut batch = RecvBatch::default();
     for t in &transmits {
         send_all(tx, std::slice::from_ref(t));
         r.drain(rx, &mut batch);
@@ -393,7 +393,7 @@ fn kernel_refusal_of_gso_falls_back_and_is_remembered() {
     assert_eq!(n, 2);
     assert_eq!(tx.gso_state(), GsoState::Off(GsoOff::Refused));
     assert_eq!(tx.max_gso_segments(), 1);
-    let mut batch = RecvBatch::for_socket(&rx);
+    let mut batch = RecvBatch::default();
     let r = recv_n(&rx, &mut batch, 310);
     let got: Vec<Vec<u8>> = r.datagrams.into_iter().map(|(_, _, d)| d).collect();
     assert_eq!(got, [expected, after].concat());
@@ -448,7 +448,7 @@ fn invalid_and_oversize_transmits_fail_alone() {
             .unwrap(),
         1
     );
-    let mut batch = RecvBatch::for_socket(&rx);
+    let mut batch = RecvBatch::default();
     let r = recv_n(&rx, &mut batch, 4);
     let got: Vec<Vec<u8>> = r.datagrams.into_iter().map(|(_, _, d)| d).collect();
     assert_eq!(got, vec![ok1.clone(), ok2, biggest, ok1]);
@@ -650,7 +650,7 @@ fn env_child() {
     let expected: Vec<Vec<u8>> = (0..20).map(|seq| payload(8, seq, 1000)).collect();
     let contents = expected.concat();
     send_all(&s, &[Transmit::segmented(rx.local_addr(), &contents, 1000)]);
-    let r = recv_n(&rx, &mut RecvBatch::for_socket(&rx), 20);
+    let r = recv_n(&rx, &mut RecvBatch::default(), 20);
     assert!(r.per_message.iter().all(|&n| n == 1));
     let got: Vec<Vec<u8>> = r.datagrams.into_iter().map(|(_, _, d)| d).collect();
     assert_eq!(got, expected);
@@ -700,7 +700,7 @@ fn explicit_source_ip_goes_out_alone_and_with_gso() {
                 },
             ],
         );
-        let r = recv_n(&rx, &mut RecvBatch::for_socket(&rx), 12);
+        let r = recv_n(&rx, &mut RecvBatch::default(), 12);
         for (i, (from, _, data)) in r.datagrams.iter().enumerate() {
             assert_eq!(*from, tx.local_addr());
             assert_eq!(data, &expected[i]);
@@ -756,8 +756,8 @@ fn transmit_queue_packs_runs_and_routes_them_per_socket() {
         }
     );
 
-    let r1 = recv_n(&rx1, &mut RecvBatch::for_socket(&rx1), want1.len());
-    let r2 = recv_n(&rx2, &mut RecvBatch::for_socket(&rx2), want2.len());
+    let r1 = recv_n(&rx1, &mut RecvBatch::default(), want1.len());
+    let r2 = recv_n(&rx2, &mut RecvBatch::default(), want2.len());
     assert!(
         r1.datagrams
             .iter()

@@ -53,7 +53,7 @@ fn steady_state_send_and_receive_allocate_nothing() {
     let dst = rx.local_addr();
     let gso = vec![0x11u8; 20 * 1200 + 300];
     let single = vec![0x22u8; 700];
-    let mut batch = RecvBatch::for_socket(&rx);
+    let mut batch = RecvBatch::default();
     let mut queue = TransmitQueue::new(1 << 20, 64);
     let mut received = 0usize;
     let before = allocations();

@@ -34,18 +34,33 @@ fn main() {
         let mut buf = vec![0u8; DATA_HEADER_LEN + PAYLOAD + TAG_LEN];
         for _ in 0..n {
             let counter = tx.next_counter();
-            header::write_data_header(&mut buf[..DATA_HEADER_LEN], tx.key_phase(), 7, counter).unwrap();
+            header::write_data_header(&mut buf[..DATA_HEADER_LEN], tx.key_phase(), 7, counter)
+                .unwrap();
             let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
             let (payload, tail) = rest.split_at_mut(PAYLOAD);
             let (_, tag) = tx.seal(head, payload);
             tail[..TAG_LEN].copy_from_slice(&tag);
-            let Ok(Header::Data { key_phase, counter, .. }) = header::parse(&buf) else { panic!() };
+            let Ok(Header::Data {
+                key_phase, counter, ..
+            }) = header::parse(&buf)
+            else {
+                panic!()
+            };
             assert!(win.check(counter));
             let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
             let (payload, tail) = rest.split_at_mut(PAYLOAD);
             let mut t = [0u8; TAG_LEN];
             t.copy_from_slice(&tail[..TAG_LEN]);
-            rx.open(now, Duration::from_secs(1), key_phase, counter, head, payload, &t).unwrap();
+            rx.open(
+                now,
+                Duration::from_secs(1),
+                key_phase,
+                counter,
+                head,
+                payload,
+                &t,
+            )
+            .unwrap();
             win.update(counter);
             checksum ^= buf[20];
         }
@@ -56,8 +71,12 @@ fn main() {
         for i in 0..n {
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&i.to_be_bytes());
-            let tag = cipher.encrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into()).unwrap();
-            cipher.decrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into(), &tag).unwrap();
+            let tag = cipher
+                .encrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into())
+                .unwrap();
+            cipher
+                .decrypt_inout_detached((&nonce).into(), &aad, buf.as_mut_slice().into(), &tag)
+                .unwrap();
             checksum ^= buf[7];
         }
     }

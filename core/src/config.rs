@@ -76,6 +76,10 @@ pub struct Config {
     /// Relayed datagrams buffered between the session that received them and their
     /// processing (default 256; newest dropped when full).
     pub max_relay_queue: usize,
+    /// Streams, datagrams, flow control, congestion control and PMTU settings.
+    pub transport: crate::stream::TransportConfig,
+    /// Answer streams opened to port 7 with an echo of every byte (default true).
+    pub echo: bool,
 }
 
 impl Default for Config {
@@ -101,6 +105,8 @@ impl Default for Config {
             relay_server: false,
             send_observed_addresses: false,
             max_relay_queue: 256,
+            transport: crate::stream::TransportConfig::default(),
+            echo: true,
         }
     }
 }
@@ -155,6 +161,7 @@ impl Config {
         if self.max_replay_timestamps == 0 || self.max_outstanding_pings == 0 {
             return bad("max_replay_timestamps", "limits must be at least 1");
         }
+        self.transport.validate()?;
         Ok(())
     }
 

@@ -89,6 +89,59 @@ pub enum Event {
         /// Round-trip time.
         rtt: Duration,
     },
+    /// The peer opened a stream to a port this node listens on.
+    StreamOpened {
+        /// The stream.
+        stream: crate::stream::StreamId,
+        /// The virtual port.
+        port: u16,
+    },
+    /// Bytes (or the end, or a reset) can be read from the stream.
+    StreamReadable {
+        /// The stream.
+        stream: crate::stream::StreamId,
+    },
+    /// `write` accepts data again after it returned `Blocked`.
+    StreamWritable {
+        /// The stream.
+        stream: crate::stream::StreamId,
+    },
+    /// Everything written and the FIN were acknowledged by the peer.
+    StreamFinished {
+        /// The stream.
+        stream: crate::stream::StreamId,
+    },
+    /// The peer abandoned its sending half.
+    StreamReset {
+        /// The stream.
+        stream: crate::stream::StreamId,
+        /// The peer's code.
+        code: u64,
+    },
+    /// The peer asked us to stop sending; our sending half was reset.
+    StreamStopped {
+        /// The stream.
+        stream: crate::stream::StreamId,
+        /// The peer's code.
+        code: u64,
+    },
+    /// The peer refused a stream we opened: nothing listens on that port there.
+    StreamRefused {
+        /// The stream (now closed).
+        stream: crate::stream::StreamId,
+        /// The port we tried.
+        port: u16,
+    },
+    /// More streams may be opened on the session (after `open_stream` returned `Blocked`).
+    StreamsAvailable {
+        /// The session.
+        session: SessionId,
+    },
+    /// A datagram arrived; take it with `Node::recv_datagram`.
+    DatagramReceived {
+        /// The session.
+        session: SessionId,
+    },
     /// A rendezvous server told us the address it sees our packets come from (our
     /// reflexive address as seen through that session).
     ObservedAddress {

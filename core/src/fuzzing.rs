@@ -390,7 +390,17 @@ pub fn node_datagram(data: &[u8]) {
             SocketAddr::from(([203, 0, 113, 5], 9))
         };
         b.handle_datagram(now, from, &mut d);
-        while b.poll_transmit(now, &mut buf).is_some() {}
+        let mut guard = 0u32;
+        while let Some(t) = b.poll_transmit(now, &mut buf) {
+            guard += 1;
+            assert!(
+                guard < 10_000,
+                "poll_transmit loops: {:#x} len {} dst {}",
+                buf[0],
+                t.len,
+                t.dst
+            );
+        }
         while let Some(e) = b.poll_event() {
             assert!(
                 !matches!(e, Event::SessionEstablished { .. }),

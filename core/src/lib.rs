@@ -90,6 +90,10 @@ pub use event::{CloseReason, Event, close_code};
 pub use identity::{Identity, PeerId, PeerIdParseError};
 pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
-pub use node::{Node, RelayError, RelayRequest, SessionInfo};
+pub use node::{
+    ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
+    SendDatagramError, SessionInfo, Stream,
+};
 pub use session::{DropReason, NodeStats, PathInfo, Route, SessionState, SessionStats};
+pub use stream::StreamId;
 pub use time::TimerKind;

@@ -207,12 +207,19 @@ impl MtuDiscovery {
     pub fn handle_timeout(&mut self, now: Instant) {
         if let State::Complete { next } = self.state
             && next <= now
-            && self.current < self.max
         {
-            self.hi = self.max;
-            self.failures = 0;
-            self.ceiling_tried = false;
-            self.state = State::Searching { probe: None };
+            if self.current < self.max {
+                self.hi = self.max;
+                self.failures = 0;
+                self.ceiling_tried = false;
+                self.state = State::Searching { probe: None };
+            } else {
+                // Already at the ceiling: nothing to search; check again later (a timer
+                // left in the past would make the owner's loop spin).
+                self.state = State::Complete {
+                    next: now + self.raise_interval,
+                };
+            }
         }
     }
 
@@ -268,6 +275,31 @@ impl MtuDiscovery {
             return MtuChange::Lowered(BASE_MTU);
         }
         MtuChange::None
+    }
+}
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    #[test]
+    fn regression_raise_timer_at_the_ceiling_moves_forward() {
+        // Found by a two-node test: at the ceiling the raise timer stayed in the past, so
+        // the session was due forever and the node's timer loop spun.
+        #[allow(clippy::disallowed_methods)] // a base instant
+        let t0 = Instant::now();
+        let mut m = MtuDiscovery::new(1452, Duration::from_secs(600));
+        while let Some(size) = m.poll_probe(t0) {
+            m.on_probe_sent(u64::from(size), size);
+            m.on_probe_acked(t0, u64::from(size));
+        }
+        assert_eq!(m.current(), 1452);
+        let due = m.next_timeout().expect("raise timer set");
+        m.handle_timeout(due);
+        assert!(
+            m.next_timeout().expect("still set") > due,
+            "timer moved forward"
+        );
     }
 }
 

@@ -43,6 +43,8 @@ fn replayed_data_packet_is_dropped_and_not_answered() {
     let mut p = Pair::new();
     p.establish();
     ping(&mut p, Side::A);
+    // Let every packet in flight (delayed ACKs) arrive, so the capture was delivered once.
+    p.run_for(Duration::from_millis(200));
     let captured = data_packets(&p, Side::A).last().unwrap().clone();
     let replays_before = p.b.stats().drops.get(DropReason::Replay);
     let sent_before = p.sent.len();

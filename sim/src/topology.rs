@@ -45,7 +45,7 @@ struct NatSpec {
 }
 
 enum Kind {
-    Node { config: Config, app: Box<dyn App> },
+    Node { config: Box<Config>, app: Box<dyn App> },
     Raw { reflect: bool, echo: bool },
 }
 
@@ -116,7 +116,7 @@ impl Topology {
                 up: LinkConfig::default(),
                 down: LinkConfig::default(),
                 kind: Kind::Node {
-                    config: Config::default(),
+                    config: Box::default(),
                     app: Box::new(Idle),
                 },
             },
@@ -186,7 +186,7 @@ impl Topology {
                     let identity = Identity::from_secret(tree.seed_bytes("identity", &spec.name));
                     let node = Node::new(
                         identity,
-                        config,
+                        *config,
                         tree.seed_bytes("node", &spec.name),
                         clock::instant(Duration::ZERO),
                         UNIX_START,
@@ -322,7 +322,7 @@ impl HostBuilder<'_> {
     /// The node's configuration.
     pub fn config(mut self, config: Config) -> Self {
         if let Kind::Node { config: c, .. } = &mut self.spec.kind {
-            *c = config;
+            **c = config;
         }
         self
     }

@@ -5,6 +5,7 @@
 mod accept;
 mod relay;
 mod replies;
+mod streams;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use crate::wire::header::{self, Header, HeaderError};
 
 pub use relay::{RelayError, RelayQueue, RelayRequest};
 use replies::Replies;
+pub use streams::{ListenError, OpenStreamError, REFUSED_PORT_CODE, SendDatagramError, Stream};
 
 /// A read-only view of one session, for status displays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +102,12 @@ pub struct Node {
     by_peer: BTreeMap<PeerId, SessionId>,
     /// Scratch space for wrapping relayed datagrams.
     scratch: Vec<u8>,
+    /// Ports applications listen on.
+    listening: BTreeSet<u16>,
+    /// Streams served by the built-in echo.
+    echo_streams: BTreeSet<crate::stream::StreamId>,
+    /// Scratch space for the echo service.
+    scratch_big: Vec<u8>,
 }
 
 impl std::fmt::Debug for Node {
@@ -159,6 +167,9 @@ impl Node {
             relays: BTreeMap::new(),
             by_peer: BTreeMap::new(),
             scratch: Vec::with_capacity(2048),
+            listening: BTreeSet::new(),
+            echo_streams: BTreeSet::new(),
+            scratch_big: vec![0; 16 << 10],
         })
     }
 
@@ -326,10 +337,14 @@ impl Node {
     /// Runs every timer due at `now`. Idempotent and safe to call early.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
+        // Each due entry is handled once per call: a session that is still due after its
+        // turn (it waits for output to be polled) does not spin this loop.
+        let mut budget = self.timers.len();
         while let Some((at, slot, generation)) = self.timers.peek() {
-            if at > now {
+            if at > now || budget == 0 {
                 break;
             }
+            budget -= 1;
             self.timers.pop();
             let live = self.slots.get(slot as usize).is_some_and(|s| {
                 s.generation == generation && s.scheduled == Some(at) && s.session.is_some()
@@ -707,6 +722,8 @@ impl Node {
                 self.by_peer.remove(&peer);
             }
             self.relays.remove(&session.id);
+            let id = session.id;
+            self.echo_streams.retain(|s| s.session() != id);
         } else {
             self.by_index.retain(|_, v| *v != slot);
         }
@@ -762,13 +779,14 @@ impl Node {
 
     /// Bookkeeping after a session changed: reap, pending accounting, timers, send queue.
     fn after_session(&mut self, slot: u32) {
+        self.drain_stream_events(slot);
         self.after_session_no_ready(slot);
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
         if let Some(session) = &s.session
             && !s.queued
-            && session.wants_to_send()
+            && session.wants_to_send(self.last_now)
         {
             s.queued = true;
             self.ready.push_back(slot);
@@ -800,7 +818,7 @@ impl Node {
             self.pending -= 1;
             self.pending_by_ephemeral.remove(&eph);
         }
-        let next = session.next_timeout();
+        let next = session.next_timeout(self.last_now);
         if next != s.scheduled {
             s.scheduled = next;
             if let Some(at) = next {

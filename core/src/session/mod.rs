@@ -12,6 +12,7 @@ pub(crate) mod handshake;
 mod path;
 pub mod stats;
 mod transmit;
+pub(crate) mod transport;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -191,6 +192,8 @@ pub(crate) struct Session {
     pub observed: Option<SocketAddr>,
     /// Server: tell the peer the address we see it at (beacon).
     pub send_observed: bool,
+    /// Streams, datagrams, ACKs and loss recovery (once established).
+    pub tp: Option<Box<transport::Transport>>,
     pub(crate) observed_seq: u64,
 }
 
@@ -257,6 +260,7 @@ impl Session {
             relay_pool: Vec::new(),
             observed: None,
             send_observed: false,
+            tp: None,
             observed_seq: 0,
         }
     }
@@ -295,18 +299,21 @@ impl Session {
                 data: inner,
             }
             .encode(w)
-            .is_ok()
+            .ok()
+            .map(|()| transmit::PacketMeta::UNTRACKED)
         })
     }
 
     /// Earliest timer.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        let own = self.timers.next().map(|(at, _)| at);
-        let keys = self.keys.as_ref().and_then(SessionKeys::poll_timeout);
-        match (own, keys) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    pub fn next_timeout(&self, now: Instant) -> Option<Instant> {
+        [
+            self.timers.next().map(|(at, _)| at),
+            self.keys.as_ref().and_then(SessionKeys::poll_timeout),
+            self.tp.as_ref().and_then(|t| t.next_timeout(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Earliest timer with its reason.
@@ -334,6 +341,12 @@ impl Session {
     /// Moves to `Established` and tells the application.
     pub fn establish(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.state = SessionState::Established;
+        self.tp = Some(Box::new(transport::Transport::new(
+            self.id,
+            self.initiator,
+            &ctx.config.transport,
+            now,
+        )));
         self.reported = true;
         ctx.stats.sessions_established += 1;
         if let Some(peer) = self.peer {
@@ -500,11 +513,19 @@ impl Session {
             }
         }
         let mut non_probing = false;
+        let mut eliciting = false;
+        let mut fates = transport::Fates::default();
         for frame in frames(payload) {
             let Ok(frame) = frame else {
                 ctx.stats.drops.add(DropReason::BadFrames);
-                break;
+                return;
             };
+            if !matches!(
+                frame,
+                Frame::Ack(_) | Frame::Padding { .. } | Frame::Close { .. }
+            ) {
+                eliciting = true;
+            }
             match frame {
                 Frame::Padding { .. } => {}
                 Frame::PathChallenge { data } => {
@@ -544,8 +565,47 @@ impl Session {
                         });
                     }
                 }
+                Frame::Ack(_)
+                | Frame::Stream { .. }
+                | Frame::ResetStream { .. }
+                | Frame::StopSending { .. }
+                | Frame::MaxData { .. }
+                | Frame::MaxStreamData { .. }
+                | Frame::MaxStreams { .. }
+                | Frame::DataBlocked { .. }
+                | Frame::StreamDataBlocked { .. }
+                | Frame::Datagram { .. } => {
+                    non_probing = true;
+                    let Some(tp) = self.tp.as_mut() else { continue };
+                    match tp.on_frame(now, &frame, &mut fates) {
+                        transport::FrameOutcome::Ok => {}
+                        transport::FrameOutcome::Refuse => {
+                            // Reassembly is full: leave the packet unacknowledged so the
+                            // peer sends it again later.
+                            ctx.stats.drops.add(DropReason::BadFrames);
+                            return;
+                        }
+                        transport::FrameOutcome::Violation => {
+                            self.close(
+                                now,
+                                close_code::PROTOCOL_ERROR,
+                                CloseReason::Local {
+                                    code: close_code::PROTOCOL_ERROR,
+                                },
+                                ctx,
+                            );
+                            return;
+                        }
+                    }
+                }
                 _ => non_probing = true,
             }
+        }
+        if fates.observed_lost && ctx.config.send_observed_addresses {
+            self.send_observed = true;
+        }
+        if let Some(tp) = self.tp.as_mut() {
+            tp.acks.on_packet_received(now, counter, eliciting);
         }
         if let (Some(p), Route::Direct { remote, .. }) = (self.probe.as_mut(), from)
             && p.addr == remote
@@ -646,10 +706,17 @@ impl Session {
         if self.timers.take_expired(TimerKind::PathProbe, now) {
             self.on_probe_timeout(now);
         }
+        if let Some(tp) = self.tp.as_mut() {
+            let mut fates = transport::Fates::default();
+            tp.on_timeout(now, &mut fates);
+            if fates.observed_lost && ctx.config.send_observed_addresses {
+                self.send_observed = true;
+            }
+        }
     }
 
     /// Whether `poll_transmit` may have something to send.
-    pub fn wants_to_send(&self) -> bool {
+    pub fn wants_to_send(&self, now: Instant) -> bool {
         if let Some(hs) = &self.hs
             && hs.need_send
         {
@@ -663,6 +730,7 @@ impl Session {
                     || self.probe.as_ref().is_some_and(|p| p.need_send)
                     || !self.relay_out.is_empty()
                     || self.send_observed
+                    || self.tp.as_ref().is_some_and(|t| t.wants_to_send(now))
             }
             SessionState::Closing => self.close_pending,
             _ => false,

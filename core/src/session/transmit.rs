@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::transport::Sent;
 use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD};
 use crate::crypto::cookie;
 use crate::time::TimerKind;
@@ -41,7 +42,10 @@ impl Session {
                 let route = self.route;
                 let max = max_for(&route, limit);
                 return self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
-                    Frame::Close { code, reason: b"" }.encode(w).is_ok()
+                    Frame::Close { code, reason: b"" }
+                        .encode(w)
+                        .ok()
+                        .map(|()| PacketMeta::UNTRACKED)
                 });
             }
             SessionState::Established if keys_ready => {}
@@ -67,7 +71,10 @@ impl Session {
             if allowed {
                 let max = max_for(&to, limit);
                 let t = self.build_packet(now, &mut buf[..max], to, ctx, |_, w| {
-                    Frame::PathResponse { data }.encode(w).is_ok()
+                    Frame::PathResponse { data }
+                        .encode(w)
+                        .ok()
+                        .map(|()| PacketMeta::UNTRACKED)
                 });
                 if let Some(p) = self.probe.as_mut()
                     && to.remote() == Some(p.addr)
@@ -89,7 +96,10 @@ impl Session {
                 let to = Route::direct(p.addr, p.local);
                 let data = p.challenge;
                 let t = self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
-                    Frame::PathChallenge { data }.encode(w).is_ok()
+                    Frame::PathChallenge { data }
+                        .encode(w)
+                        .ok()
+                        .map(|()| PacketMeta::UNTRACKED)
                 });
                 if let (Some(p), Some((_, n))) = (self.probe.as_mut(), t) {
                     p.bytes_sent += n as u64;
@@ -110,10 +120,18 @@ impl Session {
             self.observed_seq += 1;
             let seq = self.observed_seq;
             let route = self.route;
-            return self.build_packet(now, &mut buf[..limit], route, ctx, |_, w| {
+            return self.build_packet(now, &mut buf[..limit], route, ctx, |s, w| {
                 Frame::ObservedAddress { seq, addr: remote }
                     .encode(w)
-                    .is_ok()
+                    .ok()?;
+                if let Some(tp) = s.tp.as_mut() {
+                    tp.recovery.push_frame(Sent::Observed);
+                }
+                Some(PacketMeta {
+                    eliciting: true,
+                    app_limited: true,
+                    mtu_probe: false,
+                })
             });
         }
         self.send_observed = false;
@@ -122,15 +140,14 @@ impl Session {
             let route = self.route;
             let max = max_for(&route, limit);
             let t = self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
-                let Some((_, data)) = s.relay_out.front() else {
-                    return false;
-                };
+                let (_, data) = s.relay_out.front()?;
                 Frame::Relay {
                     peer: *peer.as_bytes(),
                     data,
                 }
                 .encode(w)
-                .is_ok()
+                .ok()
+                .map(|()| PacketMeta::UNTRACKED)
             });
             if let Some((_, data)) = self.relay_out.pop_front() {
                 self.relay_pool.push(data);
@@ -141,29 +158,74 @@ impl Session {
             }
             return t;
         }
-        if self.pongs_to_send.is_empty() && self.pings_to_send.is_empty() {
-            return None;
+        // PMTU probe: a padded PING of the size being tested (direct paths only).
+        if let Route::Direct { .. } = self.route
+            && let Some(size) = self.tp.as_mut().and_then(|t| t.poll_mtu_probe(now))
+            && usize::from(size) <= buf.len()
+        {
+            let route = self.route;
+            let t = self.build_packet(now, &mut buf[..usize::from(size)], route, ctx, |_, w| {
+                (Frame::Ping { id: 0 }).encode(w).ok()?;
+                w.zeros(w.remaining()).ok()?;
+                Some(PacketMeta {
+                    eliciting: true,
+                    app_limited: true,
+                    mtu_probe: true,
+                })
+            });
+            if t.is_some() {
+                return t;
+            }
         }
         let route = self.route;
-        let max = max_for(&route, limit);
+        let max = self.max_packet(&route, buf.len(), limit);
         self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
-            let mut wrote = false;
+            let tp = s.tp.as_mut()?;
+            let other = !s.pongs_to_send.is_empty()
+                || !s.pings_to_send.is_empty()
+                || tp.probes > 0
+                || tp.streams.has_pending_output()
+                || !tp.dgram_out.is_empty();
+            let acked = tp.write_ack(now, w, other);
+            let mut eliciting = false;
             while let Some(&id) = s.pongs_to_send.front() {
                 if (Frame::Pong { id }).encode(w).is_err() {
                     break;
                 }
                 s.pongs_to_send.pop_front();
-                wrote = true;
+                eliciting = true;
             }
             while let Some(&id) = s.pings_to_send.front() {
                 if (Frame::Ping { id }).encode(w).is_err() {
                     break;
                 }
                 s.pings_to_send.pop_front();
-                wrote = true;
+                eliciting = true;
             }
-            wrote
+            if eliciting && let Some(tp) = s.tp.as_mut() {
+                tp.recovery.push_frame(Sent::Ping);
+            }
+            let tp = s.tp.as_mut()?;
+            let (eliciting, app_limited) = tp.fill(now, w, max, eliciting);
+            (acked || eliciting).then_some(PacketMeta {
+                eliciting,
+                app_limited,
+                mtu_probe: false,
+            })
         })
+    }
+
+    /// Largest packet for `route`: the discovered path MTU on a direct route, what a relay
+    /// can carry on a relayed one; never more than the caller's buffer.
+    fn max_packet(&self, route: &Route, buf_len: usize, base: usize) -> usize {
+        let mtu = self
+            .tp
+            .as_ref()
+            .map_or(base, |t| usize::from(t.mtu.current()).max(base));
+        match route {
+            Route::Direct { .. } => mtu.min(buf_len),
+            Route::Relay { .. } => max_for(route, base).min(buf_len),
+        }
     }
 
     /// Handshake datagrams (init, response, final) are sent from `hs.msg`.
@@ -214,15 +276,15 @@ impl Session {
         Some((dst, len))
     }
 
-    /// Writes a data header, lets `fill` write frames, seals in place. `fill` returns whether
-    /// it wrote anything; if not, nothing is sent.
+    /// Writes a data header, lets `fill` write frames, seals in place and reports the packet
+    /// to loss recovery. `fill` returns `None` if it wrote nothing (nothing is sent then).
     pub(crate) fn build_packet(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         route: Route,
         ctx: &mut Ctx<'_>,
-        fill: impl FnOnce(&mut Session, &mut Writer<'_>) -> bool,
+        fill: impl FnOnce(&mut Session, &mut Writer<'_>) -> Option<PacketMeta>,
     ) -> Option<(Route, usize)> {
         if buf.len() < DATA_HEADER_LEN + TAG_LEN + 1 {
             return None;
@@ -233,9 +295,13 @@ impl Session {
         let (head, body) = buf[..body_end].split_at_mut(DATA_HEADER_LEN);
         header::write_data_header(head, phase, self.remote_index, counter).ok()?;
         let mut w = Writer::new(body);
-        if !fill(self, &mut w) {
+        let meta = fill(self, &mut w).filter(|_| !w.is_empty());
+        let Some(meta) = meta else {
+            if let Some(tp) = self.tp.as_mut() {
+                tp.discard();
+            }
             return None;
-        }
+        };
         let payload_len = w.len();
         let keys = self.keys.as_mut()?;
         let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
@@ -243,6 +309,13 @@ impl Session {
         let (_, tag) = keys.seal(head, payload);
         tail[..TAG_LEN].copy_from_slice(&tag);
         let len = DATA_HEADER_LEN + payload_len + TAG_LEN;
+        if let Some(tp) = self.tp.as_mut() {
+            if meta.mtu_probe {
+                tp.on_mtu_probe_sent(now, counter, u16::try_from(len).unwrap_or(u16::MAX));
+            } else {
+                tp.on_sent(now, counter, len, meta.eliciting, meta.app_limited);
+            }
+        }
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += len as u64;
         if self.state == SessionState::Established {
@@ -251,4 +324,24 @@ impl Session {
         }
         Some((route, len))
     }
+}
+
+/// What a built packet carried, for loss recovery.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PacketMeta {
+    /// Contains a frame that elicits an ACK and is tracked for loss.
+    pub eliciting: bool,
+    /// The sender had nothing more to send (congestion control must not grow on it).
+    pub app_limited: bool,
+    /// A PMTU probe.
+    pub mtu_probe: bool,
+}
+
+impl PacketMeta {
+    /// A packet whose frames the session retransmits itself (not tracked for loss).
+    pub(crate) const UNTRACKED: PacketMeta = PacketMeta {
+        eliciting: false,
+        app_limited: true,
+        mtu_probe: false,
+    };
 }

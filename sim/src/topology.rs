@@ -45,8 +45,14 @@ struct NatSpec {
 }
 
 enum Kind {
-    Node { config: Box<Config>, app: Box<dyn App> },
-    Raw { reflect: bool, echo: bool },
+    Node {
+        config: Box<Config>,
+        app: Box<dyn App>,
+    },
+    Raw {
+        reflect: bool,
+        echo: bool,
+    },
 }
 
 struct HostSpec {

@@ -182,6 +182,9 @@ impl Node {
         let session = id.session();
         self.check(session).ok()?;
         let s = self.slots[session.index as usize].session.as_ref()?;
+        if s.state != SessionState::Established {
+            return None;
+        }
         s.tp.as_ref()?.streams.wire_id(id)?;
         Some(Stream { node: self, id })
     }

@@ -4,6 +4,7 @@
 
 mod accept;
 mod relay;
+mod rendezvous;
 mod replies;
 mod streams;
 
@@ -30,6 +31,7 @@ use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
 
 pub use relay::{RelayError, RelayQueue, RelayRequest};
+pub use rendezvous::{RendezvousConfig, RendezvousError, RendezvousStatus};
 use replies::Replies;
 pub use streams::{ListenError, OpenStreamError, REFUSED_PORT_CODE, SendDatagramError, Stream};
 
@@ -106,8 +108,14 @@ pub struct Node {
     listening: BTreeSet<u16>,
     /// Streams served by the built-in echo.
     echo_streams: BTreeSet<crate::stream::StreamId>,
-    /// Scratch space for the echo service.
+    /// Scratch space for the echo service and relaying.
     scratch_big: Vec<u8>,
+    /// Rendezvous client role.
+    rdv_client: Option<rendezvous::ClientRole>,
+    /// Rendezvous server role.
+    rdv_server: Option<rendezvous::ServerRole>,
+    /// Spare event queue (keeps its capacity) for filtering internal events.
+    events_spare: VecDeque<Event>,
 }
 
 impl std::fmt::Debug for Node {
@@ -131,7 +139,24 @@ impl Node {
         unix_now: Duration,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let mut config = config;
+        if config.rendezvous_server.is_some() {
+            config.relay_server = true;
+            config.send_observed_addresses = true;
+        }
         let mut rng = NodeRng::new(seed);
+        let rdv_client = config
+            .rendezvous
+            .clone()
+            .map(|c| rendezvous::ClientRole::new(c, rng.seed(), now));
+        let rdv_server = config
+            .rendezvous_server
+            .clone()
+            .map(|c| rendezvous::ServerRole::new(identity.clone(), c, rng.seed()));
+        let mut listening = BTreeSet::new();
+        if rdv_server.is_some() {
+            listening.insert(crate::rendezvous::channel::RENDEZVOUS_PORT);
+        }
         let cookies = CookieJar::new(rng.seed());
         let mac1_key = cookie::mac1_key(&identity.x25519_public());
         let timestamps = accept::TimestampCache::new(config.max_replay_timestamps);
@@ -167,9 +192,12 @@ impl Node {
             relays: BTreeMap::new(),
             by_peer: BTreeMap::new(),
             scratch: Vec::with_capacity(2048),
-            listening: BTreeSet::new(),
+            listening,
             echo_streams: BTreeSet::new(),
             scratch_big: vec![0; 16 << 10],
+            rdv_client,
+            rdv_server,
+            events_spare: VecDeque::new(),
         })
     }
 
@@ -251,6 +279,7 @@ impl Node {
         self.stats.rx_bytes += bytes.len() as u64;
         self.handle_routed(now, Route::direct(meta.from, meta.local), bytes);
         self.drain_relay_in(now);
+        self.rdv_process(now);
     }
 
     /// Dispatches one datagram that arrived over `route` (directly, or unwrapped from a
@@ -356,6 +385,7 @@ impl Node {
             self.with_session(slot, |s, ctx| s.handle_timeout(now, ctx));
         }
         self.clean_heap_top();
+        self.rdv_process(now);
     }
 
     /// The local network changed (interface up/down, new address): every session sends a
@@ -465,7 +495,8 @@ impl Node {
         {
             return Some(self.last_now);
         }
-        self.timers.peek().map(|(at, _, _)| at)
+        let heap = self.timers.peek().map(|(at, _, _)| at);
+        [heap, self.rdv_poll_timeout()].into_iter().flatten().min()
     }
 
     /// Like [`Node::poll_timeout`], with the kind of timer (for traces and debugging).

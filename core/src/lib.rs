@@ -73,6 +73,7 @@ pub mod identity;
 pub mod ids;
 pub mod io;
 pub mod mtu;
+pub mod nat;
 mod node;
 pub mod recovery;
 pub mod rendezvous;

@@ -86,7 +86,17 @@ fn registration_beacon_resolve_and_a_relayed_session() {
     assert_eq!(entry.record.peer, bravo);
     let now = net.now;
     let sa = net.nodes[a].node.connect_peer(now, bravo).unwrap();
-    net.run_for(Duration::from_millis(300));
+    // Relay-first: established after one relayed handshake (4 hops of 5 ms), before any
+    // hole punching.
+    while net.established(a, bravo).is_none() {
+        net.run_for(Duration::from_millis(1));
+        assert!(net.now - now < Duration::from_millis(100), "no session");
+    }
+    assert!(
+        net.now - now <= Duration::from_millis(30),
+        "first byte after {:?}",
+        net.now - now
+    );
     assert_eq!(net.established(a, bravo), Some(sa));
     assert_eq!(
         net.nodes[a].node.session_info(sa).unwrap().path,
@@ -258,4 +268,68 @@ fn clients_reconnect_after_the_server_restarts() {
         addr,
         "same address after the restart"
     );
+}
+
+#[test]
+fn relay_first_then_direct_after_hole_punching_and_back_when_it_dies() {
+    let mut net = Net::new();
+    let s = server(&mut net);
+    let a = client(&mut net, 1, s, "alpha", true);
+    let b = client(&mut net, 2, s, "bravo", true);
+    net.run_for(Duration::from_secs(1));
+    let bravo = net.id(b);
+    let now = net.now;
+    let sa = net.nodes[a].node.connect_peer(now, bravo).unwrap();
+    net.run_for(Duration::from_secs(3));
+    let sb = net.established(b, net.id(a)).unwrap();
+    // Candidates were exchanged over the relayed session and a probe got through.
+    let direct_b = PathInfo::Direct(net.addr(b, 0));
+    assert!(
+        net.has_event(a, |e| *e
+            == Event::PathChanged {
+                session: sa,
+                path: direct_b
+            }),
+        "{:?}",
+        net.nodes[a].events
+    );
+    assert_eq!(net.nodes[a].node.session_info(sa).unwrap().path, direct_b);
+    assert_eq!(
+        net.nodes[b].node.session_info(sb).unwrap().path,
+        PathInfo::Direct(net.addr(a, 0))
+    );
+    assert!(net.ping(a, sa));
+    // The direct path dies (both directions); traffic goes back through the relay.
+    let (aa, ba) = (net.addr(a, 0), net.addr(b, 0));
+    net.blocked = vec![(aa, ba), (ba, aa)];
+    let tx = {
+        net.nodes[b].node.listen(9000).unwrap();
+        net.nodes[a].node.open_stream(sa, 9000).unwrap()
+    };
+    net.nodes[a]
+        .node
+        .stream(tx)
+        .unwrap()
+        .write(b"still there?")
+        .unwrap();
+    net.run_for(Duration::from_secs(20));
+    let relayed = PathInfo::Relayed { relay: net.id(s) };
+    assert_eq!(net.nodes[a].node.session_info(sa).unwrap().path, relayed);
+    let rx = net.nodes[b].events.iter().find_map(|e| match e {
+        Event::StreamOpened { stream, .. } => Some(*stream),
+        _ => None,
+    });
+    let mut buf = [0u8; 64];
+    let n = net.nodes[b]
+        .node
+        .stream(rx.expect("stream arrived through the relay"))
+        .unwrap()
+        .read(&mut buf)
+        .unwrap();
+    assert_eq!(n, Some(12));
+    assert!(net.ping(a, sa));
+    // When the direct path heals, the session upgrades again.
+    net.blocked.clear();
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(net.nodes[a].node.session_info(sa).unwrap().path, direct_b);
 }

@@ -24,8 +24,8 @@ use crate::io::{RecvMeta, Transmit};
 use crate::rng::NodeRng;
 use crate::session::handshake::start_initiator;
 use crate::session::{
-    Ctx, DropReason, HsState, NodeStats, PathInfo, Route, Session, SessionState, SessionStats,
-    UnixClock,
+    Ctx, DropReason, HsState, NatLocal, NodeStats, PathInfo, Route, Session, SessionState,
+    SessionStats, UnixClock,
 };
 use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
@@ -116,6 +116,8 @@ pub struct Node {
     rdv_server: Option<rendezvous::ServerRole>,
     /// Spare event queue (keeps its capacity) for filtering internal events.
     events_spare: VecDeque<Event>,
+    /// What we know about our own reachability (for hole punching).
+    nat: NatLocal,
 }
 
 impl std::fmt::Debug for Node {
@@ -198,6 +200,7 @@ impl Node {
             rdv_client,
             rdv_server,
             events_spare: VecDeque::new(),
+            nat: NatLocal::default(),
         })
     }
 
@@ -332,6 +335,7 @@ impl Node {
                     trusted,
                     clock,
                     relay_in,
+                    nat,
                     ..
                 } = self;
                 if let Some(s) = slots[slot as usize].session.as_mut() {
@@ -343,6 +347,7 @@ impl Node {
                         stats,
                         clock,
                         relay_in,
+                        nat,
                     };
                     s.on_final(now, route, noise, trusted, &mut ctx);
                 }
@@ -574,6 +579,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -584,6 +590,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
         };
         let Ok((noise, msg, recipe)) =
             start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
@@ -793,6 +800,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
             ..
         } = self;
         let s = slots.get_mut(slot as usize)?.session.as_mut()?;
@@ -804,6 +812,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
         };
         Some(f(s, &mut ctx))
     }

@@ -469,12 +469,14 @@ impl Node {
                 if let Some(role) = self.rdv_client.as_mut() {
                     role.status.observed[0] = Some(addr);
                 }
+                self.nat.observed[0] = Some(addr);
                 true
             }
             Event::ObservedAddress { session, addr } if Some(session) == client_beacon => {
                 if let Some(role) = self.rdv_client.as_mut() {
                     role.status.observed[1] = Some(addr);
                 }
+                self.nat.observed[1] = Some(addr);
                 // One observation is all the second address is for.
                 let _ = self.close(now, session, 0);
                 true

@@ -14,6 +14,8 @@ pub struct Net {
     wire: Vec<(Instant, u64, SocketAddr, SocketAddr, Vec<u8>)>,
     seq: u64,
     pub latency: Duration,
+    /// Directed (from, to) address pairs whose datagrams are dropped.
+    pub blocked: Vec<(SocketAddr, SocketAddr)>,
     buf: Vec<u8>,
 }
 
@@ -31,6 +33,7 @@ impl Net {
             wire: Vec::new(),
             seq: 0,
             latency: Duration::from_millis(5),
+            blocked: Vec::new(),
             buf: vec![0; 2048],
         }
     }
@@ -38,7 +41,7 @@ impl Net {
     /// Adds a node with identity `[n; 32]` at 10.0.0.n:4000 (and 10.0.0.n:4001.. for
     /// `extra_addrs` more sockets).
     pub fn add(&mut self, n: u8, config: Config, extra_addrs: u16) -> usize {
-        let node = Node::new(
+        let mut node = Node::new(
             Identity::from_secret([n; 32]),
             config,
             [n; 32],
@@ -46,9 +49,10 @@ impl Net {
             Duration::from_secs(1_800_000_000),
         )
         .unwrap();
-        let addrs = (0..=extra_addrs)
+        let addrs: Vec<SocketAddr> = (0..=extra_addrs)
             .map(|k| format!("10.0.0.{n}:{}", 4000 + k).parse().unwrap())
             .collect();
+        node.set_local_addresses(&addrs);
         self.nodes.push(NetNode {
             addrs,
             node,
@@ -107,6 +111,9 @@ impl Net {
             self.wire.sort_by_key(|w| (w.0, w.1));
             while self.wire.first().is_some_and(|w| w.0 <= self.now) {
                 let (_, _, from, to, mut bytes) = self.wire.remove(0);
+                if self.blocked.contains(&(from, to)) {
+                    continue;
+                }
                 if let Some(n) = self.nodes.iter_mut().find(|n| n.addrs.contains(&to)) {
                     let local = (n.addrs.len() > 1).then_some(to);
                     n.node

@@ -49,6 +49,14 @@ pub(crate) enum StreamOp {
 
 /// A request from a handle.
 pub(crate) enum Cmd {
+    /// Runs a closure on the event-loop thread with the node (for core APIs the handle does
+    /// not wrap: rendezvous requests, trust lists, status).
+    WithNode(Box<dyn FnOnce(&mut Node, Instant) + Send>),
+    /// Relay-first session through the node's rendezvous server.
+    ConnectPeer {
+        peer: PeerId,
+        reply: Reply<Result<(SessionId, PeerId), Error>>,
+    },
     Connect {
         addr: SocketAddr,
         peer: Option<PeerId>,
@@ -704,6 +712,15 @@ impl Driver {
                 let _ = reply.send(state);
             }
             Cmd::Shutdown => self.shutdown = true,
+            Cmd::WithNode(f) => f(&mut self.node, now),
+            Cmd::ConnectPeer { peer, reply } => match self.node.connect_peer(now, peer) {
+                Ok(id) => {
+                    self.w.connecting.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
         }
     }
 

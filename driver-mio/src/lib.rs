@@ -322,6 +322,35 @@ impl Endpoint {
         Ok(self.session(id, peer))
     }
 
+    /// Opens a session to `peer` through the node's rendezvous server (relay-first; the
+    /// session moves to a direct path by itself once hole punching succeeds) and blocks until
+    /// it is established.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`Error::Connect`] with `NoRelay` when no rendezvous
+    /// server is configured or its control channel is not up yet.
+    pub fn connect_peer(&self, peer: PeerId) -> Result<Session, Error> {
+        let (id, peer) = self.inner.call(|reply| Cmd::ConnectPeer { peer, reply })??;
+        Ok(self.session(id, peer))
+    }
+
+    /// Runs `f` on the event-loop thread with the node and the current time, and returns its
+    /// result: access to every core API the handles do not wrap (rendezvous requests, trust,
+    /// status). Keep `f` short: the loop waits for it.
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn with_node<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut tern_core::Node, std::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner.send(Cmd::WithNode(Box::new(move |node, now| {
+            let _ = tx.send(f(node, now));
+        })))?;
+        rx.recv().map_err(|_| Error::EndpointClosed)
+    }
+
     /// Closes every session (peers are told), stops the event loop, joins its thread and
     /// closes the socket. Idempotent. Blocked calls on other threads return
     /// [`Error::EndpointClosed`].

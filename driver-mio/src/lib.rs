@@ -334,6 +334,15 @@ impl Endpoint {
         Ok(self.session(id, peer))
     }
 
+    /// The latest established session with `peer`, if any (to reuse instead of dialing).
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn session_with(&self, peer: PeerId) -> Result<Option<Session>, Error> {
+        let id = self.with_node(move |node, _| node.session_with(&peer))?;
+        Ok(id.map(|id| self.session(id, peer)))
+    }
+
     /// Runs `f` on the event-loop thread with the node and the current time, and returns its
     /// result: access to every core API the handles do not wrap (rendezvous requests, trust,
     /// status). Keep `f` short: the loop waits for it.

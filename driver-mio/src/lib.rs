@@ -527,6 +527,20 @@ pub struct Stream {
     endpoint: Endpoint,
     id: StreamId,
     port: u16,
+    /// Releases the stream when the last clone is dropped.
+    _release: Arc<Release>,
+}
+
+/// Sends `Release` for a stream once every handle of it is gone.
+struct Release {
+    endpoint: Endpoint,
+    id: StreamId,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.endpoint.inner.send(Cmd::Release { stream: self.id });
+    }
 }
 
 impl fmt::Debug for Stream {
@@ -540,7 +554,28 @@ impl fmt::Debug for Stream {
 
 impl Stream {
     fn new(endpoint: Endpoint, id: StreamId, port: u16) -> Self {
-        Self { endpoint, id, port }
+        let release = Arc::new(Release {
+            endpoint: endpoint.clone(),
+            id,
+        });
+        Self {
+            endpoint,
+            id,
+            port,
+            _release: release,
+        }
+    }
+
+    /// A second handle to the same stream, so one thread can read while another writes
+    /// (one pending read and one pending write at a time). The stream is released when the
+    /// last handle is dropped.
+    pub fn try_clone(&self) -> Stream {
+        Stream {
+            endpoint: self.endpoint.clone(),
+            id: self.id,
+            port: self.port,
+            _release: self._release.clone(),
+        }
     }
 
     /// The core's handle of this stream.
@@ -657,12 +692,6 @@ impl Stream {
         self.endpoint
             .inner
             .call(|reply| Cmd::StreamOp { stream, op, reply })?
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let _ = self.endpoint.inner.send(Cmd::Release { stream: self.id });
     }
 }
 

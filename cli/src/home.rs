@@ -49,9 +49,14 @@ impl Home {
                 None => {
                     let base = std::env::var_os("XDG_CONFIG_HOME")
                         .map(PathBuf::from)
-                        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+                        .or_else(|| {
+                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config"))
+                        })
                         .ok_or_else(|| {
-                            CliError::invalid("no home directory", "pass --home DIR or set TERN_HOME")
+                            CliError::invalid(
+                                "no home directory",
+                                "pass --home DIR or set TERN_HOME",
+                            )
                         })?;
                     base.join("tern")
                 }
@@ -62,9 +67,11 @@ impl Home {
 
     /// Creates the directory (mode 0700) if needed.
     pub fn ensure(&self) -> Result<(), CliError> {
-        fs::create_dir_all(&self.dir).map_err(|e| CliError::io("cannot create the home directory", &e))?;
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| CliError::io("cannot create the home directory", &e))?;
         let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
-        fs::create_dir_all(self.received()).map_err(|e| CliError::io("cannot create the receive directory", &e))?;
+        fs::create_dir_all(self.received())
+            .map_err(|e| CliError::io("cannot create the receive directory", &e))?;
         Ok(())
     }
 
@@ -110,7 +117,11 @@ impl Home {
                 getrandom::fill(&mut secret)
                     .map_err(|e| CliError::internal(format!("OS random generator: {e}")))?;
                 let id = Identity::from_secret(secret);
-                let hex: String = id.secret_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                let hex: String = id
+                    .secret_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 write_private(&path, hex.as_bytes())?;
                 Ok(id)
             }
@@ -144,7 +155,11 @@ impl Home {
         match fs::read(self.trust_path()) {
             Ok(b) => {
                 let list: Vec<String> = serde_json::from_slice(&b).map_err(|e| {
-                    CliError::new("FILE_ERROR", format!("trust.json is invalid: {e}"), "fix or delete it")
+                    CliError::new(
+                        "FILE_ERROR",
+                        format!("trust.json is invalid: {e}"),
+                        "fix or delete it",
+                    )
                 })?;
                 Ok(list.iter().filter_map(|s| s.parse().ok()).collect())
             }
@@ -162,7 +177,11 @@ impl Home {
 
     /// The PID in the PID file, if that process is alive.
     pub fn running_pid(&self) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(self.pid_path()).ok()?.trim().parse().ok()?;
+        let pid: u32 = fs::read_to_string(self.pid_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 }
@@ -180,7 +199,8 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), CliError> {
     f.write_all(data)
         .and_then(|()| f.sync_all())
         .map_err(|e| CliError::io(&format!("cannot write {}", tmp.display()), &e))?;
-    fs::rename(&tmp, path).map_err(|e| CliError::io(&format!("cannot write {}", path.display()), &e))
+    fs::rename(&tmp, path)
+        .map_err(|e| CliError::io(&format!("cannot write {}", path.display()), &e))
 }
 
 /// Parses 64 hex digits.
@@ -204,7 +224,9 @@ pub fn runtime_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
         return PathBuf::from(d).join("tern");
     }
-    let uid = fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
+    let uid = fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
     PathBuf::from(format!("/tmp/tern-{uid}"))
 }
 
@@ -215,10 +237,16 @@ mod tests {
     #[test]
     fn identity_is_created_once_with_private_mode_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let home = Home { dir: dir.path().join("h") };
+        let home = Home {
+            dir: dir.path().join("h"),
+        };
         home.ensure().unwrap();
         let a = home.identity().unwrap();
-        let mode = fs::metadata(home.identity_path()).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(home.identity_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let b = home.identity().unwrap();
         assert_eq!(a.peer_id(), b.peer_id());
@@ -230,10 +258,16 @@ mod tests {
     #[test]
     fn settings_and_trust_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let home = Home { dir: dir.path().to_path_buf() };
+        let home = Home {
+            dir: dir.path().to_path_buf(),
+        };
         home.ensure().unwrap();
         assert_eq!(home.settings().unwrap(), Settings::default());
-        let s = Settings { hostname: Some("alpha".into()), tags: vec!["mcp".into()], ..Settings::default() };
+        let s = Settings {
+            hostname: Some("alpha".into()),
+            tags: vec!["mcp".into()],
+            ..Settings::default()
+        };
         home.save_settings(&s).unwrap();
         assert_eq!(home.settings().unwrap(), s);
         let p = Identity::from_secret([4; 32]).peer_id();

@@ -178,7 +178,8 @@ impl Call {
         let mut s = UnixStream::connect(socket).map_err(|_| CliError::daemon_not_running())?;
         let mut line = serde_json::to_vec(req).map_err(|e| CliError::internal(e.to_string()))?;
         line.push(b'\n');
-        s.write_all(&line).map_err(|_| CliError::daemon_not_running())?;
+        s.write_all(&line)
+            .map_err(|_| CliError::daemon_not_running())?;
         Ok(Self {
             reader: BufReader::new(s),
         })
@@ -189,7 +190,11 @@ impl Call {
         loop {
             let mut line = String::new();
             let n = self.reader.read_line(&mut line).map_err(|e| {
-                CliError::new("PROTOCOL", format!("lost the daemon: {e}"), "check the daemon log")
+                CliError::new(
+                    "PROTOCOL",
+                    format!("lost the daemon: {e}"),
+                    "check the daemon log",
+                )
             })?;
             if n == 0 {
                 return Err(CliError::new(
@@ -257,11 +262,26 @@ mod tests {
 
     #[test]
     fn requests_and_replies_have_stable_json() {
-        let r = Request::Ping { target: "bravo".into(), count: 3 };
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"cmd":"ping","target":"bravo","count":3}"#);
-        let back: Request = serde_json::from_str(r#"{"cmd":"set-hostname","hostname":"x"}"#).unwrap();
-        assert_eq!(back, Request::SetHostname { hostname: "x".into() });
-        let e: Reply = serde_json::from_str(r#"{"ok":false,"error":{"code":"HOST_NOT_FOUND","message":"m","hint":"h"}}"#).unwrap();
+        let r = Request::Ping {
+            target: "bravo".into(),
+            count: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"cmd":"ping","target":"bravo","count":3}"#
+        );
+        let back: Request =
+            serde_json::from_str(r#"{"cmd":"set-hostname","hostname":"x"}"#).unwrap();
+        assert_eq!(
+            back,
+            Request::SetHostname {
+                hostname: "x".into()
+            }
+        );
+        let e: Reply = serde_json::from_str(
+            r#"{"ok":false,"error":{"code":"HOST_NOT_FOUND","message":"m","hint":"h"}}"#,
+        )
+        .unwrap();
         assert!(matches!(e, Reply::Err { error, .. } if error.code == "HOST_NOT_FOUND"));
         let p: Reply = serde_json::from_str(r#"{"progress":{"bytes":5}}"#).unwrap();
         assert!(matches!(p, Reply::Progress { .. }));

@@ -47,7 +47,11 @@ impl RdvAddr {
             Some(b) => Some(b.parse().map_err(|_| bad())?),
             None => None,
         };
-        Ok(Self { server, beacon, key })
+        Ok(Self {
+            server,
+            beacon,
+            key,
+        })
     }
 }
 
@@ -83,7 +87,8 @@ impl RdvServer {
     ) -> Result<Self, CliError> {
         let mut cfg = EndpointConfig::default();
         cfg.node.rendezvous_server = Some(ServerConfig::default());
-        let main = Endpoint::bind(listen, identity.clone(), cfg).map_err(|e| bind_err(listen, &e))?;
+        let main =
+            Endpoint::bind(listen, identity.clone(), cfg).map_err(|e| bind_err(listen, &e))?;
         let beacon_addr = beacon.unwrap_or_else(|| {
             let mut b = main.local_addr();
             b.set_port(0);
@@ -92,8 +97,8 @@ impl RdvServer {
         let mut bcfg = EndpointConfig::default();
         bcfg.node = Config::default();
         bcfg.node.send_observed_addresses = true;
-        let beacon_ep =
-            Endpoint::bind(beacon_addr, identity.clone(), bcfg).map_err(|e| bind_err(beacon_addr, &e))?;
+        let beacon_ep = Endpoint::bind(beacon_addr, identity.clone(), bcfg)
+            .map_err(|e| bind_err(beacon_addr, &e))?;
         let addr = RdvAddr {
             server: main.local_addr(),
             beacon: Some(beacon_ep.local_addr()),
@@ -198,9 +203,13 @@ pub fn find_local() -> Option<RdvAddr> {
 /// persist in the runtime directory so a restart keeps registrations.
 pub fn host_local() -> Result<RdvServer, CliError> {
     let dir = runtime_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::io("cannot create the runtime directory", &e))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::io("cannot create the runtime directory", &e))?;
     let key_path = dir.join("local-rendezvous.key");
-    let identity = match std::fs::read_to_string(&key_path).ok().and_then(|s| hex32(s.trim())) {
+    let identity = match std::fs::read_to_string(&key_path)
+        .ok()
+        .and_then(|s| hex32(s.trim()))
+    {
         Some(k) => Identity::from_secret(k),
         None => {
             let mut k = [0u8; 32];
@@ -212,7 +221,9 @@ pub fn host_local() -> Result<RdvServer, CliError> {
     };
     let server = RdvServer::start(
         identity,
-        "127.0.0.1:0".parse().map_err(|_| CliError::internal("address"))?,
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| CliError::internal("address"))?,
         None,
         Some(&dir.join("local-rendezvous.redb")),
     )?;
@@ -254,7 +265,11 @@ mod tests {
         let b = RdvAddr::parse(&format!("127.0.0.1:7400,127.0.0.1:7401#{key}")).unwrap();
         assert_eq!(b.beacon, Some("127.0.0.1:7401".parse().unwrap()));
         for bad in ["", "127.0.0.1:7400", "nope#key", &format!("x#{key}")] {
-            assert_eq!(RdvAddr::parse(bad).unwrap_err().code, "INVALID_ADDRESS", "{bad}");
+            assert_eq!(
+                RdvAddr::parse(bad).unwrap_err().code,
+                "INVALID_ADDRESS",
+                "{bad}"
+            );
         }
     }
 }

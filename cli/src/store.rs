@@ -65,7 +65,11 @@ fn to_json(s: &Snapshot) -> SnapshotJson {
                 ip: n.ip,
             })
             .collect(),
-        trust: s.trust.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        trust: s
+            .trust
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
         pending: s
             .pending
             .iter()
@@ -92,7 +96,11 @@ fn from_json(j: SnapshotJson) -> Snapshot {
                     registration: Registration {
                         hostname: n.hostname,
                         tags: n.tags,
-                        tools: n.tools.iter().map(|(a, b)| Tool::new(a.clone(), b)).collect(),
+                        tools: n
+                            .tools
+                            .iter()
+                            .map(|(a, b)| Tool::new(a.clone(), b))
+                            .collect(),
                         public: n.public,
                         candidates: n.candidates,
                     },
@@ -137,7 +145,8 @@ impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, CliError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| CliError::io("cannot create the store directory", &e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CliError::io("cannot create the store directory", &e))?;
         }
         Ok(Self {
             db: Database::create(path).map_err(db_err)?,
@@ -196,7 +205,12 @@ mod tests {
                 ip: Some("10.0.0.1".parse().unwrap()),
             }],
             trust: vec![(a, b)],
-            pending: vec![StoredRequest { from: b, to: a, note: "hi".into(), time_ms: 5 }],
+            pending: vec![StoredRequest {
+                from: b,
+                to: a,
+                note: "hi".into(),
+                time_ms: 5,
+            }],
         };
         {
             let s = Store::open(&path).unwrap();

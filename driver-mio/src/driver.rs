@@ -48,10 +48,15 @@ pub(crate) enum StreamOp {
 }
 
 /// A request from a handle.
+/// A closure run on the loop thread with the node.
+pub(crate) type NodeFn = Box<dyn FnOnce(&mut Node, Instant) + Send>;
+/// A read waiting for data: the most bytes wanted and where to answer.
+type PendingRead = (usize, Reply<Result<Vec<u8>, Error>>);
+
 pub(crate) enum Cmd {
     /// Runs a closure on the event-loop thread with the node (for core APIs the handle does
     /// not wrap: rendezvous requests, trust lists, status).
-    WithNode(Box<dyn FnOnce(&mut Node, Instant) + Send>),
+    WithNode(NodeFn),
     /// Relay-first session through the node's rendezvous server.
     ConnectPeer {
         peer: PeerId,
@@ -84,6 +89,10 @@ pub(crate) enum Cmd {
     AcceptStream {
         port: u16,
         reply: Reply<Result<StreamId, Error>>,
+    },
+    TryAcceptStream {
+        port: u16,
+        reply: Reply<Result<Option<StreamId>, Error>>,
     },
     OpenStream {
         session: SessionId,
@@ -168,7 +177,7 @@ struct StreamState {
     port: u16,
     /// Opened by this side (a refusal then means the peer has no listener).
     local: bool,
-    read: Option<(usize, Reply<Result<Vec<u8>, Error>>)>,
+    read: Option<PendingRead>,
     write: Option<PendingWrite>,
     /// The end was read: later reads return 0 even after the core freed the stream.
     eof: bool,
@@ -481,9 +490,8 @@ impl Driver {
 
     fn command(&mut self, cmd: Cmd) {
         let now = Instant::now();
-        let cmd = match self.refuse_dead(cmd) {
-            Some(cmd) => cmd,
-            None => return,
+        let Some(cmd) = self.refuse_dead(cmd) else {
+            return;
         };
         match cmd {
             Cmd::Connect { addr, peer, reply } => match self.node.connect(now, addr, peer) {
@@ -536,6 +544,17 @@ impl Driver {
                         }
                     }
                 }
+            }
+            Cmd::TryAcceptStream { port, reply } => {
+                let Some(l) = self.w.listeners.get_mut(&port) else {
+                    let _ = reply.send(Err(Error::EndpointClosed));
+                    return;
+                };
+                let id = l.queue.pop_front();
+                if let Some(id) = id {
+                    self.w.streams.insert(id, StreamState::new(port, false));
+                }
+                let _ = reply.send(Ok(id));
             }
             Cmd::AcceptStream { port, reply } => {
                 let Some(l) = self.w.listeners.get_mut(&port) else {

@@ -330,7 +330,9 @@ impl Endpoint {
     /// As [`connect`](Self::connect); [`Error::Connect`] with `NoRelay` when no rendezvous
     /// server is configured or its control channel is not up yet.
     pub fn connect_peer(&self, peer: PeerId) -> Result<Session, Error> {
-        let (id, peer) = self.inner.call(|reply| Cmd::ConnectPeer { peer, reply })??;
+        let (id, peer) = self
+            .inner
+            .call(|reply| Cmd::ConnectPeer { peer, reply })??;
         Ok(self.session(id, peer))
     }
 
@@ -750,6 +752,19 @@ impl Listener {
             .inner
             .call(|reply| Cmd::AcceptStream { port, reply })??;
         Ok(Stream::new(self.endpoint.clone(), id, port))
+    }
+
+    /// Like [`accept`](Self::accept) without blocking: `None` if no stream is waiting.
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn try_accept(&self) -> Result<Option<Stream>, Error> {
+        let port = self.port;
+        let id = self
+            .endpoint
+            .inner
+            .call(|reply| Cmd::TryAcceptStream { port, reply })??;
+        Ok(id.map(|id| Stream::new(self.endpoint.clone(), id, port)))
     }
 }
 

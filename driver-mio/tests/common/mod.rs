@@ -109,9 +109,8 @@ impl LossyProxy {
                         Ok(true) => socket.recv_from(&mut buf),
                         _ => Err(std::io::ErrorKind::WouldBlock.into()),
                     };
-                    let (n, from) = match received {
-                        Ok(x) => x,
-                        Err(_) => {
+                    let Ok((n, from)) = received else {
+                        {
                             // Quiet: release what was held so nothing waits forever.
                             for (dir, h) in held.iter_mut().enumerate() {
                                 if let Some(d) = h.take() {

@@ -7,13 +7,14 @@
 //! | 1 | internal error (a bug, or the daemon answered nonsense) | `INTERNAL`, `PROTOCOL` |
 //! | 2 | bad command-line usage | `USAGE` |
 //! | 3 | the daemon is not running (or already is) | `DAEMON_NOT_RUNNING`, `DAEMON_ALREADY_RUNNING` |
-//! | 4 | not found | `HOST_NOT_FOUND`, `NO_SUCH_REQUEST` |
+//! | 4 | not found | `HOST_NOT_FOUND`, `NO_SUCH_REQUEST`, `NO_SUCH_STREAM`, `NO_MCP_SERVER` |
 //! | 5 | not allowed | `NOT_TRUSTED`, `PRIVATE_NODE`, `REFUSED` |
 //! | 6 | unreachable or timed out | `UNREACHABLE`, `TIMEOUT`, `CONNECTION_LOST`, `PORT_CLOSED` |
 //! | 7 | conflict | `PORT_IN_USE`, `HOSTNAME_TAKEN`, `ADDRESS_IN_USE` |
 //! | 8 | rendezvous problem | `RENDEZVOUS_UNREACHABLE`, `NO_RENDEZVOUS` |
 //! | 9 | invalid input | `INVALID_ADDRESS`, `INVALID_ARGUMENT`, `PATH_ESCAPES` |
 //! | 10 | file or I/O problem | `FILE_ERROR`, `HASH_MISMATCH`, `IO` |
+//! | 11 | the MCP server behind tern failed | `SPAWN_FAILED`, `MCP_SERVER_FAILED`, `MCP_HTTP` |
 
 use std::fmt;
 
@@ -45,13 +46,14 @@ impl CliError {
         match self.code.as_str() {
             "USAGE" => 2,
             "DAEMON_NOT_RUNNING" | "DAEMON_ALREADY_RUNNING" => 3,
-            "HOST_NOT_FOUND" | "NO_SUCH_REQUEST" => 4,
+            "HOST_NOT_FOUND" | "NO_SUCH_REQUEST" | "NO_SUCH_STREAM" | "NO_MCP_SERVER" => 4,
             "NOT_TRUSTED" | "PRIVATE_NODE" | "REFUSED" => 5,
             "UNREACHABLE" | "TIMEOUT" | "CONNECTION_LOST" | "PORT_CLOSED" => 6,
             "PORT_IN_USE" | "HOSTNAME_TAKEN" | "ADDRESS_IN_USE" => 7,
             "RENDEZVOUS_UNREACHABLE" | "NO_RENDEZVOUS" => 8,
             "INVALID_ADDRESS" | "INVALID_ARGUMENT" | "PATH_ESCAPES" => 9,
             "FILE_ERROR" | "HASH_MISMATCH" | "IO" => 10,
+            "SPAWN_FAILED" | "MCP_SERVER_FAILED" | "MCP_HTTP" => 11,
             _ => 1,
         }
     }

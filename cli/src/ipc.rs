@@ -140,6 +140,19 @@ pub enum Request {
         /// Tags to add.
         tags: Vec<String>,
     },
+    /// Listen on a port for as long as this connection stays open, announcing each
+    /// incoming stream as a progress line `{"stream": N, "peer", "from"}` (used by
+    /// `tern mcp expose`, which serves many streams at once).
+    ServePort {
+        /// Virtual port.
+        port: u16,
+    },
+    /// Claim a stream announced by `serve-port`; after the answer this connection is the
+    /// stream's raw byte pipe.
+    TakeStream {
+        /// The number from the announcement.
+        stream: u64,
+    },
 }
 
 /// One line of the daemon's answer.

@@ -11,6 +11,7 @@ mod error;
 mod files;
 mod home;
 mod ipc;
+mod mcp;
 mod rdv;
 mod store;
 
@@ -182,6 +183,11 @@ enum Cmd {
     },
     /// The whole story on this machine in a few seconds, with throw-away homes.
     Demo,
+    /// MCP over tern: expose a server, connect to one, find them by their tools.
+    Mcp {
+        #[command(subcommand)]
+        cmd: mcp::McpCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,7 +241,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let json = cli.json;
+    // Where stdout is an MCP channel, errors go to stderr only.
+    let json = cli.json && !matches!(&cli.cmd, Cmd::Mcp { cmd } if cmd.speaks_on_stdout());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -644,6 +651,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             store,
         } => rendezvous(&home, &listen, beacon.as_deref(), store, j),
         Cmd::Demo => demo::run(j),
+        Cmd::Mcp { cmd } => mcp::run(&sock, cmd, j),
     }
 }
 

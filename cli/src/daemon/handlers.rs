@@ -47,6 +47,8 @@ pub fn serve(d: &Arc<Daemon>, conn: UnixStream) {
     let result = match req {
         Request::Connect { target, port } => return pipe(d, reader, &target, Some(port)),
         Request::Listen { port } => return pipe_listen(d, reader, port),
+        Request::ServePort { port } => return super::serve::serve_port(d, reader, port),
+        Request::TakeStream { stream } => return super::serve::take_stream(reader, stream),
         other => handle(d, other, &mut progress),
     };
     let reply = match result {
@@ -197,7 +199,10 @@ fn handle(
         Request::SendFile { target, path } => send_file(d, &target, &path, progress),
         Request::Bench { target, mib } => bench(d, &target, mib, progress),
         Request::Netcheck => netcheck(d),
-        Request::Connect { .. } | Request::Listen { .. } => {
+        Request::Connect { .. }
+        | Request::Listen { .. }
+        | Request::ServePort { .. }
+        | Request::TakeStream { .. } => {
             Err(CliError::internal("handled elsewhere"))
         }
     }
@@ -466,7 +471,7 @@ fn send(d: &Daemon, target: &str, port: u16, data: &[u8]) -> Result<Value, CliEr
     Ok(json!({ "sent": data.len(), "reply": String::from_utf8_lossy(&reply) }))
 }
 
-fn take_port(d: &Daemon, port: u16) -> Result<tern_driver_mio::Listener, CliError> {
+pub(super) fn take_port(d: &Daemon, port: u16) -> Result<tern_driver_mio::Listener, CliError> {
     if port == crate::files::FILE_PORT || port == BENCH_PORT || port == 7 || port == 1 {
         return Err(CliError::new(
             "PORT_IN_USE",
@@ -753,7 +758,7 @@ fn pipe_listen(d: &Arc<Daemon>, mut reader: BufReader<UnixStream>, port: u16) {
 
 /// Copies bytes both ways between the control connection and a tern stream until both
 /// directions end.
-fn splice(stream: tern_driver_mio::Stream, reader: &mut BufReader<UnixStream>) {
+pub(super) fn splice(stream: tern_driver_mio::Stream, reader: &mut BufReader<UnixStream>) {
     let mut to_peer = stream.try_clone();
     let mut from_peer = stream;
     let Ok(mut sock_w) = reader.get_ref().try_clone() else {

@@ -3,6 +3,7 @@
 //! and no rendezvous is configured) the machine-local rendezvous.
 
 mod handlers;
+mod serve;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};

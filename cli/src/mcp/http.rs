@@ -1,0 +1,1 @@
+//! Minimal HTTP/1.1 pieces (placeholder).

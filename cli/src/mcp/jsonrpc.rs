@@ -78,12 +78,12 @@ impl LineTap {
     }
 }
 
-/// What a line is, as far as routing cares.
+/// What a line is, as far as routing cares. Ids are in canonical JSON spelling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Has `id` and `method`.
     Request {
-        /// The `id` exactly as it was written.
+        /// The `id`.
         id: String,
         /// The method.
         method: String,
@@ -95,7 +95,7 @@ pub enum Kind {
     },
     /// Has `id` and no `method` (a result or an error).
     Response {
-        /// The `id` exactly as it was written.
+        /// The `id`.
         id: String,
     },
     /// Not a JSON-RPC object we understand (a banner, a batch, garbage, an empty line).
@@ -119,10 +119,15 @@ pub fn peek(line: &[u8]) -> Kind {
     let Ok(p) = serde_json::from_slice::<Peek<'_>>(line) else {
         return Kind::Other;
     };
+    // Ids are compared as JSON values: `1.0` and `1.00` are one id, as are `"\u0061"`
+    // and `"a"`. The canonical spelling is valid JSON, fit for an error line.
     let id = p
         .id
-        .map(|r| r.get().to_owned())
-        .filter(|raw| raw != "null");
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r.get())
+                .map_or_else(|_| r.get().to_owned(), |v| v.to_string())
+        })
+        .filter(|id| id != "null");
     match (id, p.method) {
         (Some(id), Some(m)) => Kind::Request {
             id,
@@ -219,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             peek(br#"{"jsonrpc":"2.0","id":1.50,"result":{}}"#),
-            Kind::Response { id: "1.50".into() }
+            Kind::Response { id: "1.5".into() }
         );
         assert_eq!(
             peek(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),

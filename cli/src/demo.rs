@@ -1,5 +1,6 @@
 //! `tern demo`: the whole story on this machine with throw-away homes: a rendezvous, two
-//! daemons, find, a trust handshake, an encrypted ping, a file transfer and a bench line.
+//! daemons, find, a trust handshake, an encrypted ping, a file transfer, a bench line, and
+//! an MCP server exposed on one node, found by capability and called from the other.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -193,7 +194,11 @@ fn story(step: &Step<'_>, tmp: &Path, alpha: &Path, bravo: &Path) -> Result<Valu
         bench["rtt_ms_median"].as_f64().unwrap_or(0.0),
         text(&bench, "path")
     ));
+    let mcp = crate::mcp::demo_story(&step.exe, step.runtime, (bravo, "bravo"), alpha, &|l| {
+        step.say(l)
+    })?;
     Ok(serde_json::json!({
+        "mcp": mcp,
         "alpha": text(&a, "address"),
         "bravo": text(&b, "address"),
         "ping_ms": rtts,

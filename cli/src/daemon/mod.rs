@@ -31,6 +31,12 @@ use crate::rdv::{self, RdvAddr, RdvServer};
 /// Port of the bench sink (reads everything, answers with the byte count).
 pub const BENCH_PORT: u16 = 9;
 
+/// A resolved target: key, hostname, address.
+pub type Resolved = (PeerId, Option<String>, Address);
+
+/// How long a `resolve` answer is reused without asking the directory again.
+pub const RESOLVE_FRESH: Duration = Duration::from_secs(5);
+
 /// Options of `tern daemon start` that override the saved settings.
 #[derive(Clone, Debug, Default)]
 pub struct StartOptions {
@@ -166,6 +172,9 @@ pub struct Daemon {
     pub settings: Mutex<Settings>,
     /// Hostnames and addresses learnt from the directory.
     pub names: Mutex<BTreeMap<PeerId, (Option<String>, Address)>>,
+    /// Recent answers of `resolve`, by target (many streams to one peer in a burst, e.g.
+    /// MCP clients, need not each ask the directory).
+    pub resolved: Mutex<BTreeMap<String, (Resolved, Instant)>>,
     pub started: Instant,
     pub rdv: RdvAddr,
     pub hosting: Mutex<Option<RdvServer>>,
@@ -209,20 +218,63 @@ impl Daemon {
         }
     }
 
-    /// Resolves a hostname, address or key to a peer (and remembers its name).
-    pub fn resolve(&self, target: &str) -> Result<(PeerId, Option<String>, Address), CliError> {
+    /// Resolves a hostname, address or key to a peer (and remembers its name). Answers
+    /// younger than [`RESOLVE_FRESH`] are reused; older ones only when the directory says
+    /// to slow down.
+    pub fn resolve(&self, target: &str) -> Result<Resolved, CliError> {
         let query = parse_target(target)?;
-        match self.ask(RdvRequest::Resolve(query))? {
-            RdvResponse::Resolved(e) => {
-                let r = &e.record;
-                self.names
-                    .lock()
-                    .map_err(|_| CliError::internal("lock"))?
-                    .insert(r.peer, (r.hostname.clone(), r.address));
-                Ok((r.peer, r.hostname.clone(), r.address))
+        let cached = || {
+            self.resolved
+                .lock()
+                .ok()
+                .and_then(|m| m.get(target).cloned())
+        };
+        if let Some((r, at)) = cached()
+            && at.elapsed() < RESOLVE_FRESH
+        {
+            return Ok(r);
+        }
+        // A burst of requests (many streams at once) may be told to slow down: an answer
+        // another thread got meanwhile, or a later try, does.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.ask(RdvRequest::Resolve(query.clone()))? {
+                RdvResponse::Resolved(e) => {
+                    let r = &e.record;
+                    self.names
+                        .lock()
+                        .map_err(|_| CliError::internal("lock"))?
+                        .insert(r.peer, (r.hostname.clone(), r.address));
+                    let out = (r.peer, r.hostname.clone(), r.address);
+                    if let Ok(mut m) = self.resolved.lock() {
+                        if m.len() >= 1024 {
+                            m.clear();
+                        }
+                        m.insert(target.to_owned(), (out.clone(), Instant::now()));
+                    }
+                    return Ok(out);
+                }
+                RdvResponse::Error {
+                    code: tern_core::rendezvous::ErrorCode::RateLimited,
+                    message,
+                } => {
+                    if let Some((r, _)) = cached() {
+                        return Ok(r);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(directory_error(
+                            tern_core::rendezvous::ErrorCode::RateLimited,
+                            &message,
+                            target,
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                RdvResponse::Error { code, message } => {
+                    return Err(directory_error(code, &message, target));
+                }
+                other => return Err(CliError::internal(format!("unexpected answer {other:?}"))),
             }
-            RdvResponse::Error { code, message } => Err(directory_error(code, &message, target)),
-            other => Err(CliError::internal(format!("unexpected answer {other:?}"))),
         }
     }
 
@@ -454,6 +506,7 @@ pub fn run(home: &Home) -> Result<(), CliError> {
         ep: ep.clone(),
         settings: Mutex::new(settings),
         names: Mutex::new(BTreeMap::new()),
+        resolved: Mutex::new(BTreeMap::new()),
         started: Instant::now(),
         rdv,
         hosting: Mutex::new(hosting),

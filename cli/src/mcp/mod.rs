@@ -15,6 +15,7 @@ mod bridge;
 mod child;
 mod client;
 mod connect;
+mod demo;
 mod discover;
 mod expose;
 mod http;
@@ -33,6 +34,8 @@ use crate::error::CliError;
 /// The virtual port MCP servers are exposed on unless `--port` says otherwise (Pilot's
 /// "stdio" port: tern carries MCP in stdio framing).
 pub const MCP_PORT: u16 = 1000;
+
+pub use demo::story as demo_story;
 
 /// `tern mcp …` subcommands.
 #[derive(Subcommand, Debug)]

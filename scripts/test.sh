@@ -9,6 +9,9 @@ if ! command -v cargo >/dev/null; then
     exit 2
 fi
 
+# The MCP end-to-end tests use the official Python MCP SDK (pinned, in target/mcp-venv-*).
+scripts/mcp-venv.sh
+
 # Release-optimised dependencies keep the crypto-heavy tests fast even in the test profile
 # (see [profile.dev.package."*"] in Cargo.toml).
 cargo test --workspace --all-targets "$@"

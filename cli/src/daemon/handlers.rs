@@ -202,9 +202,7 @@ fn handle(
         Request::Connect { .. }
         | Request::Listen { .. }
         | Request::ServePort { .. }
-        | Request::TakeStream { .. } => {
-            Err(CliError::internal("handled elsewhere"))
-        }
+        | Request::TakeStream { .. } => Err(CliError::internal("handled elsewhere")),
     }
 }
 

@@ -65,7 +65,13 @@ pub fn serve_port(d: &Arc<Daemon>, reader: BufReader<UnixStream>, port: u16) {
     let listener = match take_port(d, port) {
         Ok(l) => l,
         Err(e) => {
-            let _ = write_reply(&mut w, &Reply::Err { ok: false, error: e });
+            let _ = write_reply(
+                &mut w,
+                &Reply::Err {
+                    ok: false,
+                    error: e,
+                },
+            );
             return;
         }
     };
@@ -101,11 +107,10 @@ pub fn serve_port(d: &Arc<Daemon>, reader: BufReader<UnixStream>, port: u16) {
             Ok(Some(stream)) => {
                 nap = Duration::from_micros(200);
                 let peer = super::stream_peer(d, &stream);
-                let name = d
-                    .names
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(&peer).map(|(h, a)| h.clone().unwrap_or(a.to_string())));
+                let name = d.names.lock().ok().and_then(|m| {
+                    m.get(&peer)
+                        .map(|(h, a)| h.clone().unwrap_or(a.to_string()))
+                });
                 if name.is_none() {
                     // Learn the name for next time without holding up this stream.
                     let d = d.clone();

@@ -18,7 +18,11 @@ pub fn run(argv: &[String], calls: usize) -> Result<Value, CliError> {
     let (mut c, _process) = LineClient::spawn_server(argv)?;
     let timeout = Duration::from_secs(30);
     client::initialize(&mut c, timeout)?.map_err(|e| {
-        CliError::new("MCP_SERVER_FAILED", format!("initialize failed: {e}"), "check the server")
+        CliError::new(
+            "MCP_SERVER_FAILED",
+            format!("initialize failed: {e}"),
+            "check the server",
+        )
     })?;
     let mut call = |i: usize| -> Result<Duration, CliError> {
         let t = Instant::now();

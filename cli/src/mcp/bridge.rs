@@ -167,7 +167,10 @@ fn server_to_client(
     if pending.is_empty() || client_gone {
         return pending.len();
     }
-    info!(requests = pending.len(), "the MCP server exited with requests in flight");
+    info!(
+        requests = pending.len(),
+        "the MCP server exited with requests in flight"
+    );
     let mut out = Vec::new();
     if tap.mid_line() {
         out.push(b'\n');

@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn a_server_that_exits_on_eof_is_done_without_signals() {
         let (mut p, pipes) = ServerProcess::spawn(&sh("cat")).unwrap();
-        let Pipes { mut stdin, mut stdout } = pipes;
+        let Pipes {
+            mut stdin,
+            mut stdout,
+        } = pipes;
         stdin.write_all(b"hi\n").unwrap();
         drop(stdin);
         let mut out = String::new();

@@ -84,7 +84,10 @@ impl LineClient {
     }
 
     /// Runs `cmd` (e.g. `tern mcp connect host`) as the server end.
-    pub fn spawn_command(mut cmd: Command, label: &str) -> Result<(Self, std::process::Child), CliError> {
+    pub fn spawn_command(
+        mut cmd: Command,
+        label: &str,
+    ) -> Result<(Self, std::process::Child), CliError> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -159,7 +159,9 @@ pub fn find(sock: &Path, words: &[String]) -> Result<Value, CliError> {
     let matches = |t: &Value| {
         let name = t["name"].as_str().unwrap_or("").to_lowercase();
         let desc = t["description"].as_str().unwrap_or("").to_lowercase();
-        lower.iter().any(|w| name.contains(w.as_str()) || desc.split(|c: char| !c.is_alphanumeric()).any(|d| d == w))
+        lower.iter().any(|w| {
+            name.contains(w.as_str()) || desc.split(|c: char| !c.is_alphanumeric()).any(|d| d == w)
+        })
     };
     let out: Vec<Value> = found
         .as_array()
@@ -170,7 +172,12 @@ pub fn find(sock: &Path, words: &[String]) -> Result<Value, CliError> {
         .map(|mut e| {
             let hits: Vec<Value> = e["tools"]
                 .as_array()
-                .map(|t| t.iter().filter(|x| matches(x)).map(|x| x["name"].clone()).collect())
+                .map(|t| {
+                    t.iter()
+                        .filter(|x| matches(x))
+                        .map(|x| x["name"].clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             e["matching_tools"] = Value::Array(hits);
             e

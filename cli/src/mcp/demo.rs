@@ -108,13 +108,25 @@ pub fn story(
     let (mut c, mut child) = LineClient::spawn_command(cmd, "tern mcp connect")?;
     let t = Duration::from_secs(20);
     let init = client::initialize(&mut c, t)?.map_err(|e| {
-        CliError::new("MCP_SERVER_FAILED", format!("initialize failed: {e}"), "check the daemon logs")
+        CliError::new(
+            "MCP_SERVER_FAILED",
+            format!("initialize failed: {e}"),
+            "check the daemon logs",
+        )
     })?;
     let start = Instant::now();
     let r = c
-        .call("tools/call", json!({ "name": "forecast", "arguments": { "city": "Lisbon" } }), t)?
+        .call(
+            "tools/call",
+            json!({ "name": "forecast", "arguments": { "city": "Lisbon" } }),
+            t,
+        )?
         .map_err(|e| {
-            CliError::new("MCP_SERVER_FAILED", format!("tools/call failed: {e}"), "check the daemon logs")
+            CliError::new(
+                "MCP_SERVER_FAILED",
+                format!("tools/call failed: {e}"),
+                "check the daemon logs",
+            )
         })?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let text = r["content"][0]["text"].as_str().unwrap_or("").to_owned();

@@ -189,7 +189,9 @@ mod tests {
             Script {
                 answers: VecDeque::from([
                     Ok(Ok(json!({"protocolVersion": "2025-06-18"}))),
-                    Ok(Ok(json!({"tools": [{"name": "x", "description": "Does x"}]}))),
+                    Ok(Ok(
+                        json!({"tools": [{"name": "x", "description": "Does x"}]}),
+                    )),
                 ]),
                 log: log.clone(),
             },

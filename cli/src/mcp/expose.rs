@@ -154,8 +154,12 @@ pub fn run(sock: &Path, opts: &Options, json_mode: bool) -> Result<(), CliError>
                     .map(|k| k.chars().take(16).collect())
                     .unwrap_or_default()
             });
-        let (sock, backend, live, active) =
-            (sock.clone(), opts.backend.clone(), live.clone(), active.clone());
+        let (sock, backend, live, active) = (
+            sock.clone(),
+            opts.backend.clone(),
+            live.clone(),
+            active.clone(),
+        );
         let max = opts.max_servers;
         std::thread::spawn(move || {
             handle_stream(&sock, id, &from, &backend, &live, &active, max);
@@ -228,7 +232,10 @@ fn handle_stream(
     }
     let (conn, pre) = call.into_raw();
     let Some(_slot) = take_slot(active, max) else {
-        warn!(stream = id, from, max, "at the cap of server processes; refusing a client");
+        warn!(
+            stream = id,
+            from, max, "at the cap of server processes; refusing a client"
+        );
         refuse(
             conn,
             pre,
@@ -259,10 +266,22 @@ fn handle_stream(
                 g.remove(&group);
             }
             if out.failed_requests > 0 || out.server_first {
-                warn!(stream = id, from, pid, exit = out.exit, failed_requests = out.failed_requests,
-                    "the server exited while its client was connected");
+                warn!(
+                    stream = id,
+                    from,
+                    pid,
+                    exit = out.exit,
+                    failed_requests = out.failed_requests,
+                    "the server exited while its client was connected"
+                );
             } else {
-                info!(stream = id, from, pid, exit = out.exit, "client done; server stopped");
+                info!(
+                    stream = id,
+                    from,
+                    pid,
+                    exit = out.exit,
+                    "client done; server stopped"
+                );
             }
         }
         Backend::Http(target) => {

@@ -94,7 +94,9 @@ pub fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
         if line.is_empty() {
             return Ok(Some(head));
         }
-        let (name, value) = line.split_once(':').ok_or_else(|| bad("malformed header"))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad("malformed header"))?;
         head.headers
             .push((name.trim().to_owned(), value.trim().to_owned()));
     }
@@ -177,8 +179,7 @@ impl<R: BufRead> Read for Body<R> {
                     let mut line = String::new();
                     self.inner.by_ref().take(1024).read_line(&mut line)?;
                     let size = line.trim().split(';').next().unwrap_or("");
-                    let size =
-                        u64::from_str_radix(size, 16).map_err(|_| bad("bad chunk size"))?;
+                    let size = u64::from_str_radix(size, 16).map_err(|_| bad("bad chunk size"))?;
                     if size == 0 {
                         // Trailers, up to the empty line.
                         loop {
@@ -333,7 +334,10 @@ impl Url {
             }
             _ => (authority.to_owned(), 80),
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         Some(Self {
             authority: authority.to_owned(),
             host,
@@ -366,7 +370,10 @@ mod tests {
         let head = read_head(&mut r).unwrap().unwrap();
         assert_eq!(head.request_line(), ("POST", "/mcp"));
         assert_eq!(head.get("HOST"), Some("x"));
-        assert_eq!(Body::new(r, &head, true).unwrap().read_all().unwrap(), b"abc");
+        assert_eq!(
+            Body::new(r, &head, true).unwrap().read_all().unwrap(),
+            b"abc"
+        );
 
         let raw = b"HTTP/1.1 202 Accepted\r\n\r\n";
         let mut r = BufReader::new(&raw[..]);
@@ -401,10 +408,16 @@ mod tests {
     #[test]
     fn urls() {
         let u = Url::parse("http://127.0.0.1:8765/mcp?x=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8765, "/mcp?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 8765, "/mcp?x=1")
+        );
         assert_eq!(u.authority, "127.0.0.1:8765");
         let u = Url::parse("http://localhost").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("localhost", 80, "/"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("localhost", 80, "/")
+        );
         let u = Url::parse("http://[::1]:9/m").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
         assert!(Url::parse("https://x/").is_none());

@@ -68,7 +68,9 @@ struct Ctx {
 }
 
 fn get<T: Clone>(m: &Mutex<T>) -> T {
-    m.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    m.lock()
+        .map(|g| g.clone())
+        .unwrap_or_else(|p| p.into_inner().clone())
 }
 
 fn set<T>(m: &Mutex<T>, v: T) {
@@ -116,7 +118,10 @@ impl Ctx {
             && let Some(marks) = self.params.lock().ok().and_then(|p| p.get(tool).cloned())
         {
             for (arg, header) in marks {
-                let v = match params.pointer(&format!("/arguments/{}", arg.replace('~', "~0").replace('/', "~1"))) {
+                let v = match params.pointer(&format!(
+                    "/arguments/{}",
+                    arg.replace('~', "~0").replace('/', "~1")
+                )) {
                     Some(Value::String(s)) => header_value(s),
                     Some(Value::Null) | None => continue,
                     Some(other) => other.to_string(),
@@ -141,15 +146,20 @@ impl Ctx {
                 }
             }
             Some("tools/list") => {
-                let Ok(v) = serde_json::from_slice::<Value>(line) else { return };
+                let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                    return;
+                };
                 let Some(tools) = v.pointer("/result/tools").and_then(Value::as_array) else {
                     return;
                 };
-                let Ok(mut p) = self.params.lock() else { return };
+                let Ok(mut p) = self.params.lock() else {
+                    return;
+                };
                 for t in tools {
                     let (Some(name), Some(props)) = (
                         t["name"].as_str(),
-                        t.pointer("/inputSchema/properties").and_then(Value::as_object),
+                        t.pointer("/inputSchema/properties")
+                            .and_then(Value::as_object),
                     ) else {
                         continue;
                     };
@@ -239,8 +249,9 @@ fn send(
     out.extend_from_slice(body);
     s.write_all(&out)?;
     let mut r = BufReader::new(s);
-    let head = http::read_head(&mut r)?
-        .ok_or_else(|| std::io::Error::other("the server closed the connection without an answer"))?;
+    let head = http::read_head(&mut r)?.ok_or_else(|| {
+        std::io::Error::other("the server closed the connection without an answer")
+    })?;
     let body = Body::new(r, &head, false)?;
     Ok((head, body))
 }
@@ -293,7 +304,11 @@ pub fn run(conn: UnixStream, pre: Vec<u8>, target: &Target) {
     let mut r = BufReader::new(std::io::Cursor::new(pre).chain(conn));
     loop {
         let mut line = Vec::new();
-        match r.by_ref().take(jsonrpc::MAX_PEEK_LINE as u64).read_until(b'\n', &mut line) {
+        match r
+            .by_ref()
+            .take(jsonrpc::MAX_PEEK_LINE as u64)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
@@ -405,8 +420,13 @@ fn handle(
         Err(f) => {
             let Some(id) = req_id else { return };
             let (why, body) = match f {
-                Failure::Io(e) => (format!("cannot reach the MCP server at {}: {e}", t.url), Vec::new()),
-                Failure::Status(s, b) => (format!("the MCP server at {} answered HTTP {s}", t.url), b),
+                Failure::Io(e) => (
+                    format!("cannot reach the MCP server at {}: {e}", t.url),
+                    Vec::new(),
+                ),
+                Failure::Status(s, b) => {
+                    (format!("the MCP server at {} answered HTTP {s}", t.url), b)
+                }
             };
             // A JSON-RPC error for this very request goes through as the server wrote it.
             if jsonrpc::peek(&body) == (Kind::Response { id: id.clone() }) {
@@ -422,19 +442,40 @@ fn handle(
 /// Replays the cached `initialize` (its answer is ours, not the client's) and
 /// `notifications/initialized`.
 fn reinitialize(t: &Target, ctx: &Ctx) -> bool {
-    let Some(init) = get(&ctx.init_line) else { return false };
-    set(&ctx.session, None);
-    let Ok(msg) = serde_json::from_slice::<Value>(&init) else { return false };
-    let Ok(head) = exchange(t, ctx, &init, &msg, Some(Duration::from_secs(30)), &mut |m| {
-        ctx.learn(Some("initialize"), m);
-    }) else {
+    let Some(init) = get(&ctx.init_line) else {
         return false;
     };
-    let Some(s) = head.get("mcp-session-id") else { return false };
+    set(&ctx.session, None);
+    let Ok(msg) = serde_json::from_slice::<Value>(&init) else {
+        return false;
+    };
+    let Ok(head) = exchange(
+        t,
+        ctx,
+        &init,
+        &msg,
+        Some(Duration::from_secs(30)),
+        &mut |m| {
+            ctx.learn(Some("initialize"), m);
+        },
+    ) else {
+        return false;
+    };
+    let Some(s) = head.get("mcp-session-id") else {
+        return false;
+    };
     set(&ctx.session, Some(s.to_owned()));
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let line = note.to_string().into_bytes();
-    exchange(t, ctx, &line, &note, Some(Duration::from_secs(30)), &mut |_| {}).is_ok()
+    exchange(
+        t,
+        ctx,
+        &line,
+        &note,
+        Some(Duration::from_secs(30)),
+        &mut |_| {},
+    )
+    .is_ok()
 }
 
 /// The legacy GET stream of server-initiated messages (a 405 means the server has none).
@@ -443,7 +484,9 @@ fn spawn_get_stream(t: &Target, ctx: &Arc<Ctx>, writer: &Arc<Mutex<UnixStream>>)
     std::thread::spawn(move || {
         let mut headers = ctx.headers(&Value::Null);
         headers.retain(|(k, _)| k != "Mcp-Method");
-        let Ok((head, mut body)) = send(&t, "GET", b"", &headers, None) else { return };
+        let Ok((head, mut body)) = send(&t, "GET", b"", &headers, None) else {
+            return;
+        };
         if head.status() != 200 || head.content_type() != "text/event-stream" {
             return;
         }
@@ -503,15 +546,25 @@ impl HttpRpc {
 impl Rpc for HttpRpc {
     fn call(&mut self, method: &str, params: Value, timeout: Duration) -> Result<Answer, CliError> {
         self.next_id += 1;
-        let msg = json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
+        let msg =
+            json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
         let line = msg.to_string().into_bytes();
-        let want = Kind::Response { id: self.next_id.to_string() };
+        let want = Kind::Response {
+            id: self.next_id.to_string(),
+        };
         let mut answer = None;
-        let r = exchange(&self.target, &self.ctx, &line, &msg, Some(timeout), &mut |m| {
-            if jsonrpc::peek(m) == want {
-                answer = serde_json::from_slice::<Value>(m).ok();
-            }
-        });
+        let r = exchange(
+            &self.target,
+            &self.ctx,
+            &line,
+            &msg,
+            Some(timeout),
+            &mut |m| {
+                if jsonrpc::peek(m) == want {
+                    answer = serde_json::from_slice::<Value>(m).ok();
+                }
+            },
+        );
         let head = match r {
             Ok(h) => h,
             // A JSON-RPC error in an HTTP error (e.g. 400 for an unknown method).
@@ -534,7 +587,10 @@ impl Rpc for HttpRpc {
         let v = answer.ok_or_else(|| {
             CliError::new(
                 "MCP_HTTP",
-                format!("the MCP server at {} sent no answer to {method}", self.target.url),
+                format!(
+                    "the MCP server at {} sent no answer to {method}",
+                    self.target.url
+                ),
                 "check the server's log",
             )
         })?;
@@ -547,9 +603,16 @@ impl Rpc for HttpRpc {
     fn notify(&mut self, method: &str, params: Value) -> Result<(), CliError> {
         let msg = json!({ "jsonrpc": "2.0", "method": method, "params": params });
         let line = msg.to_string().into_bytes();
-        exchange(&self.target, &self.ctx, &line, &msg, Some(Duration::from_secs(10)), &mut |_| {})
-            .map(|_| ())
-            .map_err(|f| self.fail(f))
+        exchange(
+            &self.target,
+            &self.ctx,
+            &line,
+            &msg,
+            Some(Duration::from_secs(10)),
+            &mut |_| {},
+        )
+        .map(|_| ())
+        .map_err(|f| self.fail(f))
     }
 }
 
@@ -589,9 +652,14 @@ mod tests {
         assert_eq!(find("Mcp-Param-Region"), Some("=?base64?WsO8cmljaA==?="));
         assert_eq!(find("Mcp-Session-Id"), None);
         // Legacy: the version comes from initialize, the session from its answer.
-        ctx.learn(Some("initialize"), br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#);
+        ctx.learn(
+            Some("initialize"),
+            br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#,
+        );
         set(&ctx.session, Some("abc".into()));
-        let h = ctx.headers(&json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}));
+        let h = ctx.headers(
+            &json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}),
+        );
         let find = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(find("MCP-Protocol-Version"), Some("2025-06-18"));
         assert_eq!(find("Mcp-Name"), Some("file:///x"));

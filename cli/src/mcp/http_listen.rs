@@ -89,7 +89,11 @@ impl Channel {
             let mut r = BufReader::new(std::io::Cursor::new(pre).chain(conn));
             loop {
                 let mut line = Vec::new();
-                match r.by_ref().take(jsonrpc::MAX_PEEK_LINE as u64).read_until(b'\n', &mut line) {
+                match r
+                    .by_ref()
+                    .take(jsonrpc::MAX_PEEK_LINE as u64)
+                    .read_until(b'\n', &mut line)
+                {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         if line.last() != Some(&b'\n') {
@@ -111,7 +115,9 @@ impl Channel {
     }
 
     fn route(&self, line: Vec<u8>) {
-        let Ok(mut r) = self.router.lock() else { return };
+        let Ok(mut r) = self.router.lock() else {
+            return;
+        };
         if let Kind::Response { id } = jsonrpc::peek(&line)
             && let Some(i) = r.pending.iter().position(|(p, _)| *p == id)
         {
@@ -204,7 +210,13 @@ impl Hub {
 }
 
 /// Serves HTTP on `addr` until killed.
-pub fn run(sock: &Path, target: &str, port: u16, addr: &str, json_mode: bool) -> Result<(), CliError> {
+pub fn run(
+    sock: &Path,
+    target: &str,
+    port: u16,
+    addr: &str,
+    json_mode: bool,
+) -> Result<(), CliError> {
     let addr: SocketAddr = addr.parse().map_err(|_| {
         CliError::new(
             "INVALID_ADDRESS",
@@ -237,10 +249,15 @@ pub fn run(sock: &Path, target: &str, port: u16, addr: &str, json_mode: bool) ->
             "pick another --listen port",
         )
     })?;
-    let local = listener.local_addr().map_err(|e| CliError::io("listener", &e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::io("listener", &e))?;
     let url = format!("http://{local}{PATH}");
     if json_mode {
-        println!("{}", json!({ "status": "ok", "data": { "url": url, "target": target, "port": port } }));
+        println!(
+            "{}",
+            json!({ "status": "ok", "data": { "url": url, "target": target, "port": port } })
+        );
     } else {
         println!("serving MCP (streamable HTTP) at {url} for {target}");
     }
@@ -258,10 +275,12 @@ fn is_local_host(host: &str) -> bool {
     let h = if let Some(rest) = h.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
-        h.rsplit_once(':').map_or(h, |(a, p)| if p.parse::<u16>().is_ok() { a } else { h })
+        h.rsplit_once(':')
+            .map_or(h, |(a, p)| if p.parse::<u16>().is_ok() { a } else { h })
     };
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn serve_conn(hub: &Hub, conn: TcpStream, _local: SocketAddr) {
@@ -291,7 +310,12 @@ fn serve_conn(hub: &Hub, conn: TcpStream, _local: SocketAddr) {
     }
 }
 
-fn simple(w: &mut TcpStream, status: &str, extra: &[(&str, String)], body: &[u8]) -> std::io::Result<()> {
+fn simple(
+    w: &mut TcpStream,
+    status: &str,
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
     let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
         out.push_str("Content-Type: application/json\r\n");
@@ -307,7 +331,9 @@ fn simple(w: &mut TcpStream, status: &str, extra: &[(&str, String)], body: &[u8]
 }
 
 fn rpc_error(id: Option<&str>, code: i64, message: &str) -> Vec<u8> {
-    let id: Value = id.and_then(|i| serde_json::from_str(i).ok()).unwrap_or(Value::Null);
+    let id: Value = id
+        .and_then(|i| serde_json::from_str(i).ok())
+        .unwrap_or(Value::Null);
     json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
         .to_string()
         .into_bytes()
@@ -318,7 +344,12 @@ fn respond(hub: &Hub, head: &Head, body: &[u8], w: &mut TcpStream) -> std::io::R
     if let Some(origin) = head.get("origin") {
         let host = origin.split("://").nth(1).unwrap_or("");
         if !is_local_host(host) {
-            return simple(w, "403 Forbidden", &[], &rpc_error(None, -32600, "foreign Origin refused"));
+            return simple(
+                w,
+                "403 Forbidden",
+                &[],
+                &rpc_error(None, -32600, "foreign Origin refused"),
+            );
         }
     }
     if head.get("host").is_some_and(|h| !is_local_host(h)) {
@@ -333,16 +364,31 @@ fn respond(hub: &Hub, head: &Head, body: &[u8], w: &mut TcpStream) -> std::io::R
         "POST" => post(hub, head, body, sid, w),
         "GET" => {
             let Some(sid) = sid else {
-                return simple(w, "405 Method Not Allowed", &[("Allow", "POST, DELETE".into())], b"");
+                return simple(
+                    w,
+                    "405 Method Not Allowed",
+                    &[("Allow", "POST, DELETE".into())],
+                    b"",
+                );
             };
             let Some(ch) = session(&sid) else {
-                return simple(w, "404 Not Found", &[], &rpc_error(None, -32001, "session not found"));
+                return simple(
+                    w,
+                    "404 Not Found",
+                    &[],
+                    &rpc_error(None, -32001, "session not found"),
+                );
             };
             get_stream(&ch, w)
         }
         "DELETE" => {
             let Some(sid) = sid else {
-                return simple(w, "405 Method Not Allowed", &[("Allow", "POST".into())], b"");
+                return simple(
+                    w,
+                    "405 Method Not Allowed",
+                    &[("Allow", "POST".into())],
+                    b"",
+                );
             };
             match hub.sessions.lock().ok().and_then(|mut s| s.remove(&sid)) {
                 Some(ch) => {
@@ -352,14 +398,30 @@ fn respond(hub: &Hub, head: &Head, body: &[u8], w: &mut TcpStream) -> std::io::R
                 None => simple(w, "404 Not Found", &[], b""),
             }
         }
-        _ => simple(w, "405 Method Not Allowed", &[("Allow", "GET, POST, DELETE".into())], b""),
+        _ => simple(
+            w,
+            "405 Method Not Allowed",
+            &[("Allow", "GET, POST, DELETE".into())],
+            b"",
+        ),
     }
 }
 
-fn post(hub: &Hub, head: &Head, body: &[u8], sid: Option<String>, w: &mut TcpStream) -> std::io::Result<()> {
+fn post(
+    hub: &Hub,
+    head: &Head,
+    body: &[u8],
+    sid: Option<String>,
+    w: &mut TcpStream,
+) -> std::io::Result<()> {
     let kind = jsonrpc::peek(body);
     if kind == Kind::Other {
-        return simple(w, "400 Bad Request", &[], &rpc_error(None, -32700, "one JSON-RPC message per POST"));
+        return simple(
+            w,
+            "400 Bad Request",
+            &[],
+            &rpc_error(None, -32700, "one JSON-RPC message per POST"),
+        );
     }
     let (id, method) = match &kind {
         Kind::Request { id, method } => (Some(id.clone()), Some(method.clone())),
@@ -373,7 +435,11 @@ fn post(hub: &Hub, head: &Head, body: &[u8], sid: Option<String>, w: &mut TcpStr
             w,
             "400 Bad Request",
             &[],
-            &rpc_error(id.as_deref(), -32020, &format!("Mcp-Method {h:?} does not match the body's {m:?}")),
+            &rpc_error(
+                id.as_deref(),
+                -32020,
+                &format!("Mcp-Method {h:?} does not match the body's {m:?}"),
+            ),
         );
     }
     // Which stream: the session's, a new session's, or a pooled stateless one.
@@ -384,13 +450,23 @@ fn post(hub: &Hub, head: &Head, body: &[u8], sid: Option<String>, w: &mut TcpStr
         match hub.sessions.lock().ok().and_then(|s| s.get(sid).cloned()) {
             Some(c) => c,
             None => {
-                return simple(w, "404 Not Found", &[], &rpc_error(id.as_deref(), -32001, "session not found: initialize again"));
+                return simple(
+                    w,
+                    "404 Not Found",
+                    &[],
+                    &rpc_error(id.as_deref(), -32001, "session not found: initialize again"),
+                );
             }
         }
     } else if method.as_deref() == Some("initialize") {
         stateless = false;
         if hub.sessions.lock().map(|s| s.len()).unwrap_or(MAX_SESSIONS) >= MAX_SESSIONS {
-            return simple(w, "503 Service Unavailable", &[], &rpc_error(id.as_deref(), -32000, "too many sessions"));
+            return simple(
+                w,
+                "503 Service Unavailable",
+                &[],
+                &rpc_error(id.as_deref(), -32000, "too many sessions"),
+            );
         }
         let c = match Channel::open(hub) {
             Ok(c) => c,
@@ -423,7 +499,10 @@ fn post(hub: &Hub, head: &Head, body: &[u8], sid: Option<String>, w: &mut TcpStr
     if !ch.send(body) {
         ch.unregister(&id);
     }
-    let session_hdr: Vec<(&str, String)> = minted.iter().map(|s| ("Mcp-Session-Id", s.clone())).collect();
+    let session_hdr: Vec<(&str, String)> = minted
+        .iter()
+        .map(|s| ("Mcp-Session-Id", s.clone()))
+        .collect();
     let done = answer(w, &rx, &id, &session_hdr);
     if done.is_err() {
         // The client went away: cancel the request on the server.
@@ -456,10 +535,19 @@ fn unreachable_answer(w: &mut TcpStream, id: Option<&str>, e: &CliError) -> std:
 }
 
 /// Writes the answer to one request: JSON if the response comes first, else SSE.
-fn answer(w: &mut TcpStream, rx: &Receiver<Msg>, id: &str, extra: &[(&str, String)]) -> std::io::Result<()> {
+fn answer(
+    w: &mut TcpStream,
+    rx: &Receiver<Msg>,
+    id: &str,
+    extra: &[(&str, String)],
+) -> std::io::Result<()> {
     let first = rx.recv().unwrap_or(Msg::Closed);
     let closed_error = || {
-        jsonrpc::error_line(id, "the MCP server closed the connection before answering", "SERVER_EXITED")
+        jsonrpc::error_line(
+            id,
+            "the MCP server closed the connection before answering",
+            "SERVER_EXITED",
+        )
     };
     match first {
         Msg::Response(line) => return simple(w, "200 OK", extra, line.trim_ascii_end()),
@@ -535,10 +623,23 @@ mod tests {
 
     #[test]
     fn only_loopback_hosts_and_origins_pass() {
-        for ok in ["localhost", "localhost:8765", "127.0.0.1:9", "127.0.0.1", "[::1]:80", "[::1]"] {
+        for ok in [
+            "localhost",
+            "localhost:8765",
+            "127.0.0.1:9",
+            "127.0.0.1",
+            "[::1]:80",
+            "[::1]",
+        ] {
             assert!(is_local_host(ok), "{ok}");
         }
-        for bad in ["example.com", "evil.localhost.example:80", "10.0.0.1:80", "[fe80::1]:1", ""] {
+        for bad in [
+            "example.com",
+            "evil.localhost.example:80",
+            "10.0.0.1:80",
+            "[fe80::1]:1",
+            "",
+        ] {
             assert!(!is_local_host(bad), "{bad}");
         }
     }

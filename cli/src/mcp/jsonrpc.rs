@@ -121,9 +121,8 @@ pub fn peek(line: &[u8]) -> Kind {
     };
     // Ids are compared as JSON values: `1.0` and `1.00` are one id, as are `"\u0061"`
     // and `"a"`. The canonical spelling is valid JSON, fit for an error line.
-    let id = p
-        .id
-        .map(|r| {
+    let id =
+        p.id.map(|r| {
             serde_json::from_str::<serde_json::Value>(r.get())
                 .map_or_else(|_| r.get().to_owned(), |v| v.to_string())
         })
@@ -273,7 +272,9 @@ mod tests {
         assert_eq!(v["error"]["data"]["tern"], "SERVER_EXITED");
         assert_eq!(
             peek(&line[..line.len() - 1]),
-            Kind::Response { id: "\"abc\"".into() }
+            Kind::Response {
+                id: "\"abc\"".into()
+            }
         );
     }
 }

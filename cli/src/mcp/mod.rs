@@ -102,7 +102,10 @@ impl McpCmd {
     /// Whether stdout carries MCP messages (so errors must not go there as JSON
     /// envelopes).
     pub fn speaks_on_stdout(&self) -> bool {
-        matches!(self, McpCmd::Connect { listen: None, .. } | McpCmd::SampleServer)
+        matches!(
+            self,
+            McpCmd::Connect { listen: None, .. } | McpCmd::SampleServer
+        )
     }
 }
 

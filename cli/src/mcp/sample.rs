@@ -165,7 +165,12 @@ mod tests {
         let c = answer(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}})).unwrap();
         assert_eq!(c["result"]["content"][0]["text"], "42");
         let f = answer(&json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"forecast","arguments":{"city":"Lisbon"}}})).unwrap();
-        assert!(f["result"]["content"][0]["text"].as_str().unwrap().starts_with("Lisbon: "));
+        assert!(
+            f["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Lisbon: ")
+        );
         assert!(answer(&json!({"jsonrpc":"2.0","method":"notifications/initialized"})).is_none());
         let e = answer(&json!({"jsonrpc":"2.0","id":5,"method":"nope"})).unwrap();
         assert_eq!(e["error"]["code"], -32601);

@@ -110,7 +110,11 @@ fn story(step: &Step<'_>, tmp: &Path, alpha: &Path, bravo: &Path) -> Result<Valu
                 break;
             }
             if Instant::now() > deadline {
-                return Err(CliError::new("TIMEOUT", "a daemon did not register with the rendezvous", "check the daemon logs"));
+                return Err(CliError::new(
+                    "TIMEOUT",
+                    "a daemon did not register with the rendezvous",
+                    "check the daemon logs",
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -6,7 +6,7 @@
 //! cargo run -p tern-driver-mio --example request
 //! ```
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::thread;
 
 use tern_driver_mio::{Endpoint, EndpointConfig, Identity, close_code};

@@ -146,6 +146,8 @@ pub(crate) enum Cmd {
     Shutdown,
 }
 
+type ReadReply = Reply<Result<Vec<u8>, Error>>;
+
 /// A write waiting for the stream to take (all of) its bytes.
 struct PendingWrite {
     data: Vec<u8>,
@@ -160,7 +162,7 @@ struct StreamState {
     port: u16,
     /// Opened by this side (a refusal then means the peer has no listener).
     local: bool,
-    read: Option<(usize, Reply<Result<Vec<u8>, Error>>)>,
+    read: Option<(usize, ReadReply)>,
     write: Option<PendingWrite>,
     /// The end was read: later reads return 0 even after the core freed the stream.
     eof: bool,
@@ -473,9 +475,8 @@ impl Driver {
 
     fn command(&mut self, cmd: Cmd) {
         let now = Instant::now();
-        let cmd = match self.refuse_dead(cmd) {
-            Some(cmd) => cmd,
-            None => return,
+        let Some(cmd) = self.refuse_dead(cmd) else {
+            return;
         };
         match cmd {
             Cmd::Connect { addr, peer, reply } => match self.node.connect(now, addr, peer) {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::thread;
 

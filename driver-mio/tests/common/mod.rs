@@ -109,20 +109,17 @@ impl LossyProxy {
                         Ok(true) => socket.recv_from(&mut buf),
                         _ => Err(std::io::ErrorKind::WouldBlock.into()),
                     };
-                    let (n, from) = match received {
-                        Ok(x) => x,
-                        Err(_) => {
-                            // Quiet: release what was held so nothing waits forever.
-                            for (dir, h) in held.iter_mut().enumerate() {
-                                if let Some(d) = h.take() {
-                                    let to = if dir == 0 { Some(server) } else { client };
-                                    if let Some(to) = to {
-                                        let _ = socket.send_to(&d, to);
-                                    }
+                    let Ok((n, from)) = received else {
+                        // Quiet: release what was held so nothing waits forever.
+                        for (dir, h) in held.iter_mut().enumerate() {
+                            if let Some(d) = h.take() {
+                                let to = if dir == 0 { Some(server) } else { client };
+                                if let Some(to) = to {
+                                    let _ = socket.send_to(&d, to);
                                 }
                             }
-                            continue;
                         }
+                        continue;
                     };
                     let (dir, to) = if from == server {
                         match client {

@@ -14,7 +14,7 @@
 //! cross-thread wake-up per operation).
 //!
 //! ```no_run
-//! use futures_lite::{AsyncReadExt, AsyncWriteExt};
+//! use smol::io::AsyncReadExt;
 //! use tern_driver_smol::{Endpoint, EndpointConfig, Identity};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,8 +45,9 @@
 //! # }
 //! ```
 //!
-//! (`futures_lite` stands for any crate with `AsyncReadExt`/`AsyncWriteExt`, such as
-//! `futures` or `smol` itself.)
+//! (`smol::io::AsyncReadExt` stands for any crate's extension traits over
+//! `futures_io::AsyncRead`/`AsyncWrite`, such as `futures` or `futures-lite`; `write_all`
+//! above is the stream's own, typed method.)
 //!
 //! ## Concepts (shared with `tern-driver-mio`, same names)
 //!

@@ -249,13 +249,12 @@ mod smol_row {
         }
     }
 
-    async fn serve(mut s: Stream) -> Result<(), tern_driver_smol::Error> {
-        let mut buf = vec![0u8; READ_BUF];
+    async fn serve(mut s: Stream, buf: &mut [u8]) -> Result<(), tern_driver_smol::Error> {
         let mut hdr = [0u8; 8];
         let mut have = 0usize;
         let mut received = 0u64;
         loop {
-            let n = s.read(&mut buf).await?;
+            let n = s.read(buf).await?;
             if n == 0 {
                 break;
             }
@@ -299,8 +298,9 @@ mod smol_row {
         smol::block_on(ex.run(async {
             // Streams are served one after the other: the client opens them one at a time.
             let streams = ex.spawn(async move {
+                let mut buf = vec![0u8; READ_BUF];
                 while let Ok(s) = listener.accept().await {
-                    let _ = serve(s).await;
+                    let _ = serve(s, &mut buf).await;
                 }
             });
             let acceptor = server.clone();

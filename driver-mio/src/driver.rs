@@ -85,7 +85,7 @@ pub(crate) enum Cmd {
     Read {
         stream: StreamId,
         max: usize,
-        reply: Reply<Result<Vec<u8>, Error>>,
+        reply: ReadReply,
     },
     Write {
         stream: StreamId,
@@ -146,7 +146,9 @@ pub(crate) enum Cmd {
     Shutdown,
 }
 
-type ReadReply = Reply<Result<Vec<u8>, Error>>;
+/// Bytes read, and whether the end of the stream came right after them (so the handle can
+/// answer the next read with 0 without asking the loop).
+pub(crate) type ReadReply = Reply<Result<(Vec<u8>, bool), Error>>;
 
 /// A write waiting for the stream to take (all of) its bytes.
 struct PendingWrite {
@@ -762,12 +764,12 @@ impl Driver {
     }
 
     /// A read, or `None` when it must wait for `StreamReadable`.
-    fn try_read(&mut self, id: StreamId, max: usize) -> Option<Result<Vec<u8>, Error>> {
+    fn try_read(&mut self, id: StreamId, max: usize) -> Option<Result<(Vec<u8>, bool), Error>> {
         let Some(st) = self.w.streams.get_mut(&id) else {
             return Some(Err(Error::StreamClosed));
         };
         if st.eof {
-            return Some(Ok(Vec::new()));
+            return Some(Ok((Vec::new(), true)));
         }
         if let Some(e) = st.read_error() {
             return Some(Err(e));
@@ -777,10 +779,29 @@ impl Driver {
         };
         let n = max.min(self.scratch.len());
         match s.read(&mut self.scratch[..n]) {
-            Ok(Some(k)) => Some(Ok(self.scratch[..k].to_vec())),
+            Ok(Some(mut k)) => {
+                // Take what else is readable now, and notice an end that follows the data,
+                // which saves the handle a round trip for the final 0.
+                while k < n {
+                    match s.read(&mut self.scratch[k..n]) {
+                        Ok(Some(more)) if more > 0 => k += more,
+                        Ok(None) => {
+                            st.eof = true;
+                            break;
+                        }
+                        // A reset is remembered (`on_reset`) and reported by the next read.
+                        Err(ReadError::Reset(c)) => {
+                            st.on_reset(c);
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                Some(Ok((self.scratch[..k].to_vec(), st.eof)))
+            }
             Ok(None) => {
                 st.eof = true;
-                Some(Ok(Vec::new()))
+                Some(Ok((Vec::new(), true)))
             }
             Err(ReadError::Blocked) => None,
             Err(ReadError::Reset(c)) => Some(Err(st.on_reset(c))),
@@ -1140,7 +1161,7 @@ impl Driver {
             st.closed = Some(reason);
             if let Some((_, r)) = st.read.take() {
                 let _ = r.send(if st.eof {
-                    Ok(Vec::new())
+                    Ok((Vec::new(), true))
                 } else {
                     Err(Error::SessionClosed(reason))
                 });

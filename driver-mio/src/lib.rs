@@ -489,6 +489,8 @@ pub struct Stream {
     endpoint: Endpoint,
     id: StreamId,
     port: u16,
+    /// The loop reported the end of the stream: reads return 0 without asking it.
+    eof: bool,
 }
 
 impl fmt::Debug for Stream {
@@ -502,7 +504,12 @@ impl fmt::Debug for Stream {
 
 impl Stream {
     fn new(endpoint: Endpoint, id: StreamId, port: u16) -> Self {
-        Self { endpoint, id, port }
+        Self {
+            endpoint,
+            id,
+            port,
+            eof: false,
+        }
     }
 
     /// The core's handle of this stream.
@@ -528,15 +535,16 @@ impl Stream {
     /// [`Error::SessionClosed`], [`Error::StreamClosed`] (after [`stop`](Self::stop)),
     /// [`Error::EndpointClosed`].
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        if buf.is_empty() {
+        if buf.is_empty() || self.eof {
             return Ok(0);
         }
         let stream = self.id;
         let max = buf.len();
-        let data = self
+        let (data, eof) = self
             .endpoint
             .inner
             .call(|reply| Cmd::Read { stream, max, reply })??;
+        self.eof = eof;
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
     }

@@ -11,13 +11,19 @@ fn main() {
     let ex = LocalExecutor::new();
     let lo = "127.0.0.1:0".parse().unwrap();
     let split = std::env::args().any(|a| a == "--threads");
-    let (server, sd) =
-        Endpoint::bind_unspawned(lo, Identity::from_secret([1; 32]), EndpointConfig::default())
-            .unwrap();
+    let (server, sd) = Endpoint::bind_unspawned(
+        lo,
+        Identity::from_secret([1; 32]),
+        EndpointConfig::default(),
+    )
+    .unwrap();
 
-    let (client, cd) =
-        Endpoint::bind_unspawned(lo, Identity::from_secret([2; 32]), EndpointConfig::default())
-            .unwrap();
+    let (client, cd) = Endpoint::bind_unspawned(
+        lo,
+        Identity::from_secret([2; 32]),
+        EndpointConfig::default(),
+    )
+    .unwrap();
     ex.spawn(cd).detach();
     let listener = server.listen(80).unwrap();
     let server_task = async move {

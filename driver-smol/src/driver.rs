@@ -40,6 +40,18 @@ pub struct Driver {
     recv_batches: usize,
     closing: Option<Instant>,
     wake: Vec<Waker>,
+    /// The last poll stepped aside so woken tasks could answer before the output went
+    /// out; this one sends whatever is there.
+    yielded: bool,
+}
+
+/// What one receive did.
+enum Received {
+    Nothing,
+    Handled,
+    /// Tasks were woken by what arrived: let them run before sending, so their answer
+    /// shares a packet with the acknowledgement.
+    Yield,
 }
 
 impl std::fmt::Debug for Driver {
@@ -69,6 +81,7 @@ impl Driver {
             recv_batches: recv_batches.max(1),
             closing: None,
             wake: Vec::new(),
+            yielded: false,
         }
     }
 
@@ -112,30 +125,37 @@ impl Driver {
         }
     }
 
-    /// Receives one batch and hands it to the node. Returns false when nothing was queued.
-    fn receive_batch(&mut self) -> bool {
+    /// Receives one batch and hands it to the node.
+    fn receive_batch(&mut self) -> Received {
         match self.socket.get_ref().recv_batch(&mut self.batch) {
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Received::Nothing,
             Err(e) => {
                 // ICMP errors surface here on Linux; they do not hurt an unconnected socket.
                 tracing::debug!(%e, "receive error");
-                return true;
+                return Received::Handled;
             }
         }
-        let full = self.locked(|d, st| {
+        let (full, step_aside) = self.locked(|d, st| {
             let now = Instant::now();
             for dg in d.batch.datagrams() {
                 st.node.handle_datagram(now, dg.from, dg.data);
             }
             st.dispatch();
-            d.fill(st, now)
+            if !st.to_wake.is_empty() && !d.yielded {
+                return (false, true);
+            }
+            (d.fill(st, now), false)
         });
+        if step_aside {
+            self.yielded = true;
+            return Received::Yield;
+        }
         self.flush();
         if full {
             self.send_more();
         }
-        true
+        Received::Handled
     }
 
     /// Keeps sending while the node fills whole queues.
@@ -155,10 +175,17 @@ impl Driver {
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUNDS_PER_POLL {
             for _ in 0..self.recv_batches {
-                if !self.receive_batch() {
-                    break;
+                match self.receive_batch() {
+                    Received::Nothing => break,
+                    Received::Handled => {}
+                    Received::Yield => {
+                        // Re-polled right after the woken tasks had their turn.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                 }
             }
+            self.yielded = false;
             let (full, deadline) = self.locked(|d, st| {
                 let now = Instant::now();
                 if st.stopping && d.closing.is_none() {

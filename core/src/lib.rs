@@ -73,6 +73,7 @@ pub mod identity;
 pub mod ids;
 pub mod io;
 pub mod mtu;
+pub mod nat;
 mod node;
 pub mod recovery;
 pub mod rendezvous;
@@ -92,7 +93,7 @@ pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
-    SendDatagramError, SessionInfo, Stream,
+    RendezvousConfig, RendezvousError, RendezvousStatus, SendDatagramError, SessionInfo, Stream,
 };
 pub use session::{DropReason, NodeStats, PathInfo, Route, SessionState, SessionStats};
 pub use stream::StreamId;

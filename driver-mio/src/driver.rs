@@ -47,8 +47,21 @@ pub(crate) enum StreamOp {
     Priority(i8),
 }
 
+/// A closure run on the loop thread with the node.
+pub(crate) type NodeFn = Box<dyn FnOnce(&mut Node, Instant) + Send>;
+/// A read waiting for data: the most bytes wanted and where to answer.
+type PendingRead = (usize, ReadReply);
+
 /// A request from a handle.
 pub(crate) enum Cmd {
+    /// Runs a closure on the event-loop thread with the node (for core APIs the handle does
+    /// not wrap: rendezvous requests, trust lists, status).
+    WithNode(NodeFn),
+    /// Relay-first session through the node's rendezvous server.
+    ConnectPeer {
+        peer: PeerId,
+        reply: Reply<Result<(SessionId, PeerId), Error>>,
+    },
     Connect {
         addr: SocketAddr,
         peer: Option<PeerId>,
@@ -76,6 +89,10 @@ pub(crate) enum Cmd {
     AcceptStream {
         port: u16,
         reply: Reply<Result<StreamId, Error>>,
+    },
+    TryAcceptStream {
+        port: u16,
+        reply: Reply<Result<Option<StreamId>, Error>>,
     },
     OpenStream {
         session: SessionId,
@@ -164,7 +181,7 @@ struct StreamState {
     port: u16,
     /// Opened by this side (a refusal then means the peer has no listener).
     local: bool,
-    read: Option<(usize, ReadReply)>,
+    read: Option<PendingRead>,
     write: Option<PendingWrite>,
     /// The end was read: later reads return 0 even after the core freed the stream.
     eof: bool,
@@ -532,6 +549,17 @@ impl Driver {
                     }
                 }
             }
+            Cmd::TryAcceptStream { port, reply } => {
+                let Some(l) = self.w.listeners.get_mut(&port) else {
+                    let _ = reply.send(Err(Error::EndpointClosed));
+                    return;
+                };
+                let id = l.queue.pop_front();
+                if let Some(id) = id {
+                    self.w.streams.insert(id, StreamState::new(port, false));
+                }
+                let _ = reply.send(Ok(id));
+            }
             Cmd::AcceptStream { port, reply } => {
                 let Some(l) = self.w.listeners.get_mut(&port) else {
                     let _ = reply.send(Err(Error::EndpointClosed));
@@ -707,6 +735,15 @@ impl Driver {
                 let _ = reply.send(state);
             }
             Cmd::Shutdown => self.shutdown = true,
+            Cmd::WithNode(f) => f(&mut self.node, now),
+            Cmd::ConnectPeer { peer, reply } => match self.node.connect_peer(now, peer) {
+                Ok(id) => {
+                    self.w.connecting.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
         }
     }
 

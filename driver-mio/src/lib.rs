@@ -322,6 +322,46 @@ impl Endpoint {
         Ok(self.session(id, peer))
     }
 
+    /// Opens a session to `peer` through the node's rendezvous server (relay-first; the
+    /// session moves to a direct path by itself once hole punching succeeds) and blocks until
+    /// it is established.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`Error::Connect`] with `NoRelay` when no rendezvous
+    /// server is configured or its control channel is not up yet.
+    pub fn connect_peer(&self, peer: PeerId) -> Result<Session, Error> {
+        let (id, peer) = self
+            .inner
+            .call(|reply| Cmd::ConnectPeer { peer, reply })??;
+        Ok(self.session(id, peer))
+    }
+
+    /// The latest established session with `peer`, if any (to reuse instead of dialing).
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn session_with(&self, peer: PeerId) -> Result<Option<Session>, Error> {
+        let id = self.with_node(move |node, _| node.session_with(&peer))?;
+        Ok(id.map(|id| self.session(id, peer)))
+    }
+
+    /// Runs `f` on the event-loop thread with the node and the current time, and returns its
+    /// result: access to every core API the handles do not wrap (rendezvous requests, trust,
+    /// status). Keep `f` short: the loop waits for it.
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn with_node<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut tern_core::Node, std::time::Instant) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner.send(Cmd::WithNode(Box::new(move |node, now| {
+            let _ = tx.send(f(node, now));
+        })))?;
+        rx.recv().map_err(|_| Error::EndpointClosed)
+    }
+
     /// Closes every session (peers are told), stops the event loop, joins its thread and
     /// closes the socket. Idempotent. Blocked calls on other threads return
     /// [`Error::EndpointClosed`].
@@ -491,6 +531,20 @@ pub struct Stream {
     port: u16,
     /// The loop reported the end of the stream: reads return 0 without asking it.
     eof: bool,
+    /// Releases the stream when the last clone is dropped.
+    _release: Arc<Release>,
+}
+
+/// Sends `Release` for a stream once every handle of it is gone.
+struct Release {
+    endpoint: Endpoint,
+    id: StreamId,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.endpoint.inner.send(Cmd::Release { stream: self.id });
+    }
 }
 
 impl fmt::Debug for Stream {
@@ -504,11 +558,29 @@ impl fmt::Debug for Stream {
 
 impl Stream {
     fn new(endpoint: Endpoint, id: StreamId, port: u16) -> Self {
+        let release = Arc::new(Release {
+            endpoint: endpoint.clone(),
+            id,
+        });
         Self {
             endpoint,
             id,
             port,
             eof: false,
+            _release: release,
+        }
+    }
+
+    /// A second handle to the same stream, so one thread can read while another writes
+    /// (one pending read and one pending write at a time). The stream is released when the
+    /// last handle is dropped.
+    pub fn try_clone(&self) -> Stream {
+        Stream {
+            endpoint: self.endpoint.clone(),
+            id: self.id,
+            port: self.port,
+            eof: self.eof,
+            _release: self._release.clone(),
         }
     }
 
@@ -630,12 +702,6 @@ impl Stream {
     }
 }
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let _ = self.endpoint.inner.send(Cmd::Release { stream: self.id });
-    }
-}
-
 impl io::Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Stream::read(self, buf).map_err(io::Error::from)
@@ -691,6 +757,19 @@ impl Listener {
             .inner
             .call(|reply| Cmd::AcceptStream { port, reply })??;
         Ok(Stream::new(self.endpoint.clone(), id, port))
+    }
+
+    /// Like [`accept`](Self::accept) without blocking: `None` if no stream is waiting.
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn try_accept(&self) -> Result<Option<Stream>, Error> {
+        let port = self.port;
+        let id = self
+            .endpoint
+            .inner
+            .call(|reply| Cmd::TryAcceptStream { port, reply })??;
+        Ok(id.map(|id| Stream::new(self.endpoint.clone(), id, port)))
     }
 }
 

@@ -1,6 +1,13 @@
 //! Diagnostic: where does a small request's round trip go? Runs N requests (new stream,
-//! 1 KiB each way) between two endpoints on one local executor and prints percentiles and
-//! datagrams per request, then the same for pings.
+//! 1 KiB each way) between two endpoints, both on one local executor or (`--threads`) the
+//! server on a thread of its own, and prints percentiles and datagrams per request, then
+//! the same for pings.
+//!
+//! ```sh
+//! cargo run --release -p tern-driver-smol --example rtt_probe [-- --threads]
+//! ```
+
+#![allow(clippy::disallowed_methods)] // a latency probe reads the real clock
 
 use std::time::Instant;
 

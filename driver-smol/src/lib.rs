@@ -321,6 +321,45 @@ impl Endpoint {
         self.finish_connect(id).await
     }
 
+    /// Opens a session to `peer` through the node's rendezvous server (relay-first; the
+    /// session moves to a direct path by itself once hole punching succeeds) and completes
+    /// when it is established.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`Error::Connect`] with `NoRelay` when no rendezvous
+    /// server is configured or its control channel is not up yet.
+    pub async fn connect_peer(&self, peer: PeerId) -> Result<Session, Error> {
+        let id = self.shared().with(|st| {
+            st.check()?;
+            let id = st.node.connect_peer(Instant::now(), peer)?;
+            st.connecting.insert(id, ConnectSlot::default());
+            Ok::<_, Error>(id)
+        })?;
+        self.finish_connect(id).await
+    }
+
+    /// The latest established session with `peer`, if any (to reuse instead of dialing).
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn session_with(&self, peer: PeerId) -> Result<Option<Session>, Error> {
+        let id = self.with_node(|node, _| node.session_with(&peer))?;
+        Ok(id.map(|id| self.session(id, peer)))
+    }
+
+    /// Runs `f` with the node and the current time and returns its result: access to every
+    /// core API the handles do not wrap (rendezvous requests, trust, status). The driver is
+    /// woken afterwards if `f` gave the node something to do.
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn with_node<R>(&self, f: impl FnOnce(&mut Node, Instant) -> R) -> Result<R, Error> {
+        self.shared().with(|st| {
+            st.check()?;
+            Ok(f(&mut st.node, Instant::now()))
+        })
+    }
+
     async fn finish_connect(&self, id: SessionId) -> Result<Session, Error> {
         /// Closes the session if the connect future is dropped before it completes.
         struct Guard<'a> {
@@ -977,6 +1016,21 @@ impl Listener {
         })
         .await?;
         Ok(Stream::new(self.endpoint.clone(), id, port))
+    }
+}
+
+impl Listener {
+    /// Like [`accept`](Self::accept) without waiting: `None` if no stream is queued.
+    ///
+    /// # Errors
+    /// [`Error::EndpointClosed`] after shutdown.
+    pub fn try_accept(&self) -> Result<Option<Stream>, Error> {
+        let port = self.port;
+        let id = self.endpoint.shared().with(|st| {
+            st.check()?;
+            Ok::<_, Error>(st.accept_stream(port))
+        })?;
+        Ok(id.map(|id| Stream::new(self.endpoint.clone(), id, port)))
     }
 }
 

@@ -97,6 +97,12 @@ fn handshake_ik_and_xx_authenticate_both_sides() {
         let info = s.info().unwrap();
         assert_eq!(info.peer, Some(server.peer_id()));
         assert!(info.initiator);
+        // Raw node access and session lookup by key.
+        assert_eq!(client.with_node(|n, _| n.session_count()).unwrap(), 2);
+        let latest = server.session_with(client.peer_id()).unwrap().unwrap();
+        assert_eq!(latest.peer(), client.peer_id());
+        let listener = server.listen(5).unwrap();
+        assert!(listener.try_accept().unwrap().is_none());
         match client.next_event().await.unwrap() {
             Event::SessionEstablished {
                 session,

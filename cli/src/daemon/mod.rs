@@ -234,15 +234,27 @@ impl Daemon {
     }
 
     /// The human name of a peer.
+    ///
+    /// Looks the peer up in the directory the first time (and remembers the
+    /// answer); falls back to the short key when the directory does not know it.
     pub fn label(&self, peer: &PeerId) -> String {
-        self.names
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(peer)
-                    .map(|(h, a)| h.clone().unwrap_or_else(|| a.to_string()))
-            })
-            .unwrap_or_else(|| peer.short())
+        let known = |m: &BTreeMap<PeerId, (Option<String>, Address)>| {
+            m.get(peer)
+                .map(|(h, a)| h.clone().unwrap_or_else(|| a.to_string()))
+        };
+        if let Some(l) = self.names.lock().ok().and_then(|m| known(&m)) {
+            return l;
+        }
+        if let Ok(RdvResponse::Resolved(e)) = self.ask(RdvRequest::Resolve(Query::Peer(*peer))) {
+            let r = &e.record;
+            if let Ok(mut m) = self.names.lock() {
+                m.insert(r.peer, (r.hostname.clone(), r.address));
+                if let Some(l) = known(&m) {
+                    return l;
+                }
+            }
+        }
+        peer.short()
     }
 
     /// Re-publishes the registration from the settings.
@@ -370,6 +382,7 @@ pub fn run(home: &Home) -> Result<(), CliError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     home.ensure()?;
     let identity = home.identity()?;

@@ -353,6 +353,15 @@ fn bad_input_gives_one_line_errors_with_hints_codes_and_exit_codes() {
         (3, Some("DAEMON_NOT_RUNNING")),
         "{v}"
     );
+    // Pilot S17: any local process could reconfigure the daemon. Here the control socket
+    // and the home (identity, settings) are the owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&a.join("daemon.sock")), 0o600);
+        assert_eq!(mode(&a), 0o700);
+        assert_eq!(mode(&a.join("identity.key")), 0o600);
+    }
     // Already running.
     let (c, v) = w.json(&a, &["daemon", "start"]);
     assert_eq!(

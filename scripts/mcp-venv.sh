@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 MCP2_VERSION="2.3.0"
 MCP1_VERSION="1.30.0"
 
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing python3-venv for the MCP SDK tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "error: python3 with venv/ensurepip is needed (Debian: apt-get install python3-venv)" >&2
     exit 2

@@ -21,7 +21,12 @@ struct World {
 impl World {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Self { dir, rdv: None, rdv_addr: String::new(), homes: Vec::new() };
+        let mut w = Self {
+            dir,
+            rdv: None,
+            rdv_addr: String::new(),
+            homes: Vec::new(),
+        };
         w.start_rendezvous();
         w
     }
@@ -38,14 +43,23 @@ impl World {
             self.rdv_addr.split(['#', ',']).next().unwrap().to_owned()
         };
         let mut child = Command::new(BIN)
-            .args(["--home", home.to_str().unwrap(), "--json", "rendezvous", "--listen", &listen])
+            .args([
+                "--home",
+                home.to_str().unwrap(),
+                "--json",
+                "rendezvous",
+                "--listen",
+                &listen,
+            ])
             .env("TERN_RUNTIME_DIR", self.path("runtime"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
         let addr = v["data"]["rendezvous"].as_str().unwrap().to_owned();
         if !self.rdv_addr.is_empty() {
@@ -79,16 +93,23 @@ impl World {
         a.extend_from_slice(args);
         let out = self.cmd(home, &a);
         let text = String::from_utf8_lossy(&out.stdout);
-        let v: Value = serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|_| {
-            panic!("{args:?}: no JSON: {text} / {}", String::from_utf8_lossy(&out.stderr))
-        });
+        let v: Value =
+            serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or_else(|_| {
+                panic!(
+                    "{args:?}: no JSON: {text} / {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
         (out.status.code().unwrap_or(-1), v)
     }
 
     fn ok(&self, home: &Path, args: &[&str]) -> Value {
         let (code, v) = self.json(home, args);
         if code != 0 {
-            eprintln!("LOG {}", std::fs::read_to_string(home.join("daemon.log")).unwrap_or_default());
+            eprintln!(
+                "LOG {}",
+                std::fs::read_to_string(home.join("daemon.log")).unwrap_or_default()
+            );
         }
         assert_eq!(code, 0, "{args:?}: {v}");
         assert_eq!(v["status"], "ok", "{args:?}: {v}");
@@ -97,7 +118,16 @@ impl World {
 
     fn daemon(&mut self, name: &str, extra: &[&str]) -> PathBuf {
         let home = self.path(name);
-        let mut args = vec!["daemon", "start", "--hostname", name, "--rendezvous", &self.rdv_addr, "--listen", "127.0.0.1:0"];
+        let mut args = vec![
+            "daemon",
+            "start",
+            "--hostname",
+            name,
+            "--rendezvous",
+            &self.rdv_addr,
+            "--listen",
+            "127.0.0.1:0",
+        ];
         args.extend_from_slice(extra);
         let data = self.ok(&home, &args);
         assert!(data["pid"].as_u64().is_some());
@@ -122,7 +152,11 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         for h in &self.homes {
-            let _ = Command::new(BIN).arg("--home").arg(h).args(["daemon", "stop"]).output();
+            let _ = Command::new(BIN)
+                .arg("--home")
+                .arg(h)
+                .args(["daemon", "stop"])
+                .output();
         }
         self.stop_rendezvous();
     }
@@ -151,7 +185,10 @@ fn three_daemons_find_trust_ping_send_files_untrust_and_survive_restarts() {
     let charlie = w.daemon("charlie", &["--public"]);
     let addr_of = |w: &World, h: &Path| w.ok(h, &["info"])["address"].as_str().unwrap().to_owned();
     let (a_addr, b_addr) = (addr_of(&w, &alpha), addr_of(&w, &bravo));
-    let b_key = w.ok(&bravo, &["info"])["peer_id"].as_str().unwrap().to_owned();
+    let b_key = w.ok(&bravo, &["info"])["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Find by hostname and by tag.
     let found = w.ok(&charlie, &["find", "alpha"]);
@@ -177,15 +214,27 @@ fn three_daemons_find_trust_ping_send_files_untrust_and_survive_restarts() {
 
     // send / recv.
     let recv = Command::new(BIN)
-        .args(["--home", bravo.to_str().unwrap(), "--json", "recv", "5000", "--timeout", "20"])
+        .args([
+            "--home",
+            bravo.to_str().unwrap(),
+            "--json",
+            "recv",
+            "5000",
+            "--timeout",
+            "20",
+        ])
         .env("TERN_RUNTIME_DIR", w.path("runtime"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    w.ok(&charlie, &["send", "bravo", "5000", "--data", "hello bravo"]);
+    w.ok(
+        &charlie,
+        &["send", "bravo", "5000", "--data", "hello bravo"],
+    );
     let out = recv.wait_with_output().unwrap();
-    let v: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(v["data"][0]["data"], "hello bravo", "{v}");
     assert_eq!(v["data"][0]["from"], "charlie");
 
@@ -216,7 +265,10 @@ fn three_daemons_find_trust_ping_send_files_untrust_and_survive_restarts() {
     std::thread::sleep(Duration::from_millis(500));
     let (code, v) = w.json(&charlie, &["ping", "bravo"]);
     assert!(code == 5, "{code} {v}");
-    assert!(["PRIVATE_NODE", "NOT_TRUSTED"].contains(&v["code"].as_str().unwrap()), "{v}");
+    assert!(
+        ["PRIVATE_NODE", "NOT_TRUSTED"].contains(&v["code"].as_str().unwrap()),
+        "{v}"
+    );
 
     // Restarts keep identity, address and registrations.
     w.ok(&bravo, &["daemon", "stop"]);
@@ -233,7 +285,11 @@ fn three_daemons_find_trust_ping_send_files_untrust_and_survive_restarts() {
     }
     assert_eq!(w.ok(&alpha, &["info"])["address"], a_addr.as_str());
     let found = w.ok(&charlie, &["find", "alpha"]);
-    assert_eq!(found[0]["address"], a_addr.as_str(), "registrations survived the rendezvous restart");
+    assert_eq!(
+        found[0]["address"],
+        a_addr.as_str(),
+        "registrations survived the rendezvous restart"
+    );
     let ping = w.ok(&charlie, &["ping", "alpha", "-c", "1"]);
     assert_eq!(ping["replies"], 1);
 }
@@ -248,19 +304,30 @@ fn bad_input_gives_one_line_errors_with_hints_codes_and_exit_codes() {
         (&["ping", "0:A91F.0000.7C2E"], 9, "INVALID_ADDRESS"),
         (&["ping", "Not_A_Host!"], 9, "INVALID_ADDRESS"),
         (&["set-hostname", "bad_host"], 9, "INVALID_ARGUMENT"),
-        (&["send-file", "alpha", "/nonexistent/file"], 10, "FILE_ERROR"),
+        (
+            &["send-file", "alpha", "/nonexistent/file"],
+            10,
+            "FILE_ERROR",
+        ),
         (&["visibility", "sideways"], 9, "INVALID_ARGUMENT"),
     ];
     for (args, code, name) in cases {
         let (c, v) = w.json(&a, args);
-        assert_eq!((c, v["code"].as_str().unwrap_or("")), (*code, *name), "{args:?}: {v}");
+        assert_eq!(
+            (c, v["code"].as_str().unwrap_or("")),
+            (*code, *name),
+            "{args:?}: {v}"
+        );
         assert!(!v["hint"].as_str().unwrap().is_empty());
         // Human form: two single lines, the cause and the hint.
         let out = w.cmd(&a, args);
         let err = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 2, "{args:?}: {err}");
-        assert!(lines[0].starts_with("error: ") && lines[1].starts_with("hint: "), "{err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[1].starts_with("hint: "),
+            "{err}"
+        );
         assert_eq!(out.status.code(), Some(*code));
     }
     // Port in use.
@@ -281,19 +348,54 @@ fn bad_input_gives_one_line_errors_with_hints_codes_and_exit_codes() {
     // Daemon not running.
     let nowhere = w.path("nowhere");
     let (c, v) = w.json(&nowhere, &["info"]);
-    assert_eq!((c, v["code"].as_str()), (3, Some("DAEMON_NOT_RUNNING")), "{v}");
+    assert_eq!(
+        (c, v["code"].as_str()),
+        (3, Some("DAEMON_NOT_RUNNING")),
+        "{v}"
+    );
+    // Pilot S17: any local process could reconfigure the daemon. Here the control socket
+    // and the home (identity, settings) are the owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&a.join("daemon.sock")), 0o600);
+        assert_eq!(mode(&a), 0o700);
+        assert_eq!(mode(&a.join("identity.key")), 0o600);
+    }
     // Already running.
     let (c, v) = w.json(&a, &["daemon", "start"]);
-    assert_eq!((c, v["code"].as_str()), (3, Some("DAEMON_ALREADY_RUNNING")), "{v}");
+    assert_eq!(
+        (c, v["code"].as_str()),
+        (3, Some("DAEMON_ALREADY_RUNNING")),
+        "{v}"
+    );
     // Rendezvous unreachable: a daemon pointed at a dead rendezvous.
     let dead_key = w.rdv_addr.split('#').nth(1).unwrap().to_owned();
     let lonely = w.path("lonely");
-    w.ok(&lonely, &["daemon", "start", "--rendezvous", &format!("127.0.0.1:9#{dead_key}"), "--listen", "127.0.0.1:0"]);
+    w.ok(
+        &lonely,
+        &[
+            "daemon",
+            "start",
+            "--rendezvous",
+            &format!("127.0.0.1:9#{dead_key}"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
     w.homes.push(lonely.clone());
     let (c, v) = w.json(&lonely, &["find", "alpha"]);
-    assert_eq!((c, v["code"].as_str()), (8, Some("RENDEZVOUS_UNREACHABLE")), "{v}");
+    assert_eq!(
+        (c, v["code"].as_str()),
+        (8, Some("RENDEZVOUS_UNREACHABLE")),
+        "{v}"
+    );
     let (c, v) = w.json(&lonely, &["daemon", "start", "--rendezvous", "nonsense"]);
-    assert_eq!((c, v["code"].as_str()), (3, Some("DAEMON_ALREADY_RUNNING")), "{v}");
+    assert_eq!(
+        (c, v["code"].as_str()),
+        (3, Some("DAEMON_ALREADY_RUNNING")),
+        "{v}"
+    );
     let fresh = w.path("fresh");
     let (c, v) = w.json(&fresh, &["daemon", "start", "--rendezvous", "nonsense"]);
     assert_eq!((c, v["code"].as_str()), (9, Some("INVALID_ADDRESS")), "{v}");
@@ -318,8 +420,18 @@ fn a_file_name_that_escapes_the_receive_directory_is_refused_and_nothing_is_writ
     )
     .unwrap();
     let session = ep.connect(listen, Some(key)).unwrap();
-    let before: Vec<_> = std::fs::read_dir(w.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    for name in ["../pwned.txt", "../../pwned.txt", "/tmp/pwned.txt", "..", ".hidden", "sub/dir.txt"] {
+    let before: Vec<_> = std::fs::read_dir(w.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    for name in [
+        "../pwned.txt",
+        "../../pwned.txt",
+        "/tmp/pwned.txt",
+        "..",
+        ".hidden",
+        "sub/dir.txt",
+    ] {
         let mut s = session.open_stream(1001).unwrap();
         let header = serde_json::json!({ "name": name, "size": 5, "sha256": "0".repeat(64) });
         s.write_all(format!("{header}\n").as_bytes()).unwrap();
@@ -331,11 +443,17 @@ fn a_file_name_that_escapes_the_receive_directory_is_refused_and_nothing_is_writ
         let v: Value = serde_json::from_slice(&reply).unwrap();
         assert_eq!(v["error"]["code"], "PATH_ESCAPES", "{name}: {v}");
     }
-    let after: Vec<_> = std::fs::read_dir(w.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let after: Vec<_> = std::fs::read_dir(w.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(before, after, "nothing new next to the homes");
     assert!(!Path::new("/tmp/pwned.txt").exists());
     let received: Vec<_> = std::fs::read_dir(a.join("received")).unwrap().collect();
-    assert!(received.is_empty(), "nothing in the receive directory either");
+    assert!(
+        received.is_empty(),
+        "nothing in the receive directory either"
+    );
     ep.shutdown();
 }
 
@@ -358,7 +476,13 @@ fn a_local_application_that_stops_reading_does_not_stall_the_daemon() {
     std::thread::sleep(Duration::from_millis(300));
     // Alpha floods that port (64 MiB) through `tern connect`.
     let mut flood = Command::new(BIN)
-        .args(["--home", alpha.to_str().unwrap(), "connect", "bravo", "5555"])
+        .args([
+            "--home",
+            alpha.to_str().unwrap(),
+            "connect",
+            "bravo",
+            "5555",
+        ])
         .env("TERN_RUNTIME_DIR", w.path("runtime"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -382,7 +506,10 @@ fn a_local_application_that_stops_reading_does_not_stall_the_daemon() {
     std::fs::write(&f, vec![1u8; 2 << 20]).unwrap();
     let sent = w.ok(&charlie, &["send-file", "bravo", f.to_str().unwrap()]);
     assert_eq!(sent["bytes"], 2 << 20);
-    assert!(!writer.is_finished(), "the stuck reader really is stuck (flow control holds alpha)");
+    assert!(
+        !writer.is_finished(),
+        "the stuck reader really is stuck (flow control holds alpha)"
+    );
     let _ = stuck.kill();
     let _ = flood.kill();
     let _ = stuck.wait();

@@ -353,3 +353,58 @@ fn relay_first_then_direct_after_hole_punching_and_back_when_it_dies() {
     net.run_for(Duration::from_secs(60));
     assert_eq!(net.nodes[a].node.session_info(sa).unwrap().path, direct_b);
 }
+
+#[test]
+fn s16_packets_for_unknown_sessions_cause_no_directory_traffic_and_only_bounded_replies() {
+    // Pilot S16: every packet with an unknown id made the daemon query the registry from its
+    // read loop. Here the packet path never talks to the directory: a burst of data for
+    // unknown sessions and of garbage is answered at most by rate-limited resets, all to
+    // the sender, and the rendezvous connection does not notice.
+    let mut net = Net::new();
+    let s = server(&mut net);
+    let a = client(&mut net, 1, s, "alpha", true);
+    net.run_for(Duration::from_secs(1));
+    assert!(net.has_event(a, |e| matches!(e, Event::Registered { .. })));
+    let attacker: std::net::SocketAddr = "10.0.0.66:6666".parse().unwrap();
+    let now = net.now;
+    let node = &mut net.nodes[a].node;
+    let tx_before = node.stats().tx_datagrams;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..2000u32 {
+        let mut pkt = vec![0x10];
+        pkt.extend_from_slice(&(0x4000_0000 + i).to_be_bytes());
+        pkt.extend_from_slice(&[0u8; 40]);
+        node.handle_datagram(now, attacker, &mut pkt);
+        let mut junk = [0u8; 64];
+        for b in &mut junk {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        node.handle_datagram(now, attacker, &mut junk[..(x % 64) as usize]);
+    }
+    let mut buf = [0u8; 2048];
+    let mut replies = 0;
+    while let Some(t) = node.poll_transmit(now, &mut buf) {
+        assert_eq!(t.dst, attacker, "nothing but replies to the sender");
+        assert_eq!(
+            t.len, 21,
+            "only stateless resets, smaller than their trigger"
+        );
+        replies += 1;
+    }
+    assert!(replies <= 64, "{replies} replies in one second");
+    assert_eq!(node.stats().tx_datagrams - tx_before, replies);
+    assert!(node.stats().drops.total() >= 2000);
+    // The directory connection carries on.
+    net.run_for(Duration::from_secs(1));
+    assert!(net.nodes[a].node.rendezvous_status().unwrap().connected);
+    let Response::Resolved(_) = ask(
+        &mut net,
+        a,
+        Request::Resolve(Query::Hostname("alpha".into())),
+    ) else {
+        panic!("resolve failed after the flood")
+    };
+}

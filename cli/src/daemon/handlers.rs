@@ -672,12 +672,16 @@ fn netcheck(d: &Daemon) -> Result<Value, CliError> {
             "start the daemon with --rendezvous ADDR#KEY",
         )
     })?;
-    let mapping = match st.endpoint_dependent_mapping() {
-        Some(false) => "endpoint-independent (hole punching works with most peers)",
-        Some(true) => {
-            "endpoint-dependent (hard NAT: direct only with port prediction or to easy NATs)"
-        }
-        None => "unknown (one observation so far)",
+    let (mapping, mapping_code) = match st.endpoint_dependent_mapping() {
+        Some(false) => (
+            "endpoint-independent (hole punching works with most peers)",
+            "endpoint_independent",
+        ),
+        Some(true) => (
+            "endpoint-dependent (hard NAT: direct only with port prediction or to easy NATs)",
+            "endpoint_dependent",
+        ),
+        None => ("unknown (one observation so far)", "unknown"),
     };
     let relay_rtt = st.session.and_then(|s| {
         let sess = d.ep.sessions().ok()?.into_iter().find(|i| i.id == s)?;
@@ -688,6 +692,7 @@ fn netcheck(d: &Daemon) -> Result<Value, CliError> {
         "connected": st.connected,
         "reflexive": st.observed.iter().flatten().map(ToString::to_string).collect::<Vec<_>>(),
         "nat_mapping": mapping,
+        "nat_mapping_code": mapping_code,
         "local": d.ep.local_addr().to_string(),
         "relay_rtt_ms": relay_rtt.map(|r| r.as_secs_f64() * 1e3),
         "udp": if st.connected { "works" } else { "no answer from the rendezvous over UDP" },

@@ -70,7 +70,7 @@ impl Drop for Proc {
 struct World {
     _tmp: Option<tempfile::TempDir>,
     root: PathBuf,
-    rdv: Option<Proc>,
+    _rdv: Proc,
     rdv_addr: String,
     homes: Vec<PathBuf>,
 }
@@ -113,7 +113,7 @@ impl World {
         Self {
             _tmp: tmp,
             root,
-            rdv: Some(Proc(child)),
+            _rdv: Proc(child),
             rdv_addr,
             homes: Vec::new(),
         }

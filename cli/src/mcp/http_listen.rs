@@ -288,18 +288,13 @@ fn serve_conn(hub: &Hub, conn: TcpStream, _local: SocketAddr) {
     let Ok(mut w) = conn.try_clone() else { return };
     let mut r = BufReader::new(conn);
     loop {
-        let head = match http::read_head(&mut r) {
-            Ok(Some(h)) => h,
-            _ => return,
+        let Ok(Some(head)) = http::read_head(&mut r) else {
+            return;
         };
-        let mut body = match Body::new(r, &head, true) {
-            Ok(b) => b,
-            Err(_) => return,
+        let Ok(mut body) = Body::new(r, &head, true) else {
+            return;
         };
-        let data = match body.read_all() {
-            Ok(d) => d,
-            Err(_) => return,
-        };
+        let Ok(data) = body.read_all() else { return };
         r = body.into_inner();
         let close = head
             .get("connection")

@@ -8,7 +8,7 @@
 //! cannot start, the client's first request gets a JSON-RPC error and the stream closes.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -296,11 +296,15 @@ fn handle_stream(
 fn refuse(conn: UnixStream, pre: Vec<u8>, message: &str, reason: &str) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(mut w) = conn.try_clone() else { return };
-    let mut r = BufReader::new(std::io::Read::chain(std::io::Cursor::new(pre), conn));
+    let mut r = BufReader::new(std::io::Cursor::new(pre).chain(conn));
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let mut line = Vec::new();
-        match r.read_until(b'\n', &mut line) {
+        match r
+            .by_ref()
+            .take(jsonrpc::MAX_PEEK_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 if line.len() > jsonrpc::MAX_PEEK_LINE {

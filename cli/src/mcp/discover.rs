@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use super::client::{self, LEGACY, MODERN, Rpc};
 use crate::error::CliError;
 
-/// How long the era probe waits for `server/discover`.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the era probe waits for `server/discover` (as long as the Python SDK's client
+/// waits; a cold start of an SDK server on a busy machine takes seconds).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long other discovery requests may take (servers can be slow to start).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Most tools published in the directory.

@@ -506,9 +506,13 @@ struct Raw {
 }
 
 impl Raw {
-    fn new(w: &World, home: &Path, port: &str) -> Self {
-        let mut child = w
-            .tern(home)
+    /// `runtime` is the world's `TERN_RUNTIME_DIR`: the client threads hold paths, not the
+    /// world, so a failing test still drops it (and stops its daemons).
+    fn new(runtime: &Path, home: &Path, port: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("--home")
+            .arg(home)
+            .env("TERN_RUNTIME_DIR", runtime)
             .args(["mcp", "connect", "alpha", "--port", port])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -594,7 +598,7 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
             &marker,
         ],
     );
-    let w = Arc::new(w);
+    let rt = Arc::new(w.path("runtime"));
     let bravo = Arc::new(bravo);
 
     const CLIENTS: u64 = 50;
@@ -603,9 +607,9 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
     let go = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for c in 0..CLIENTS {
-        let (w, bravo, ready, go) = (w.clone(), bravo.clone(), ready.clone(), go.clone());
+        let (rt, bravo, ready, go) = (rt.clone(), bravo.clone(), ready.clone(), go.clone());
         threads.push(std::thread::spawn(move || {
-            let mut r = Raw::new(&w, &bravo, "1300");
+            let mut r = Raw::new(&rt, &bravo, "1300");
             r.init();
             ready.fetch_add(1, Ordering::SeqCst);
             while !go.load(Ordering::SeqCst) {
@@ -627,7 +631,7 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
         }));
     }
     // One more client, whose server crashes while another of its requests is in flight.
-    let mut victim = Raw::new(&w, &bravo, "1300");
+    let mut victim = Raw::new(&rt, &bravo, "1300");
     victim.init();
     let deadline = Instant::now() + Duration::from_secs(90);
     while ready.load(Ordering::SeqCst) < CLIENTS as usize {
@@ -660,7 +664,7 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
         t.join().expect("a concurrent client failed");
     }
     // The next connect works.
-    let mut again = Raw::new(&w, &bravo, "1300");
+    let mut again = Raw::new(&rt, &bravo, "1300");
     again.init();
     assert_eq!(
         again.call(1, "add", json!({"a": 1, "b": 1}))["result"]["content"][0]["text"],
@@ -693,11 +697,11 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
             &marker,
         ],
     );
-    let mut first = Raw::new(&w, &bravo, "1301");
+    let mut first = Raw::new(&rt, &bravo, "1301");
     first.init();
-    let mut second = Raw::new(&w, &bravo, "1301");
+    let mut second = Raw::new(&rt, &bravo, "1301");
     second.init();
-    let mut third = Raw::new(&w, &bravo, "1301");
+    let mut third = Raw::new(&rt, &bravo, "1301");
     third.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}));
     let busy = third.recv();
     assert_eq!(busy["id"], 0);
@@ -707,7 +711,7 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
     // Once the first client's server is gone (teardown is asynchronous), a slot is free.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut fourth = Raw::new(&w, &bravo, "1301");
+        let mut fourth = Raw::new(&rt, &bravo, "1301");
         fourth.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}));
         let r = fourth.recv();
         if r["result"].is_object() {
@@ -722,7 +726,7 @@ fn fifty_concurrent_clients_a_crashing_server_the_cap_and_no_orphans() {
     assert!(second.finish().success());
 
     // Stopping expose ends every server it runs.
-    let mut held = Raw::new(&w, &bravo, "1301");
+    let mut held = Raw::new(&rt, &bravo, "1301");
     held.init();
     drop(_capped);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -92,8 +92,10 @@ pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
-    SendDatagramError, SessionInfo, Stream,
+    SendDatagramError, SessionInfo, Stream, TransportInfo,
 };
-pub use session::{DropReason, NodeStats, PathInfo, Route, SessionState, SessionStats};
+pub use session::{
+    DropReason, FrameCounts, FrameKind, NodeStats, PathInfo, Route, SessionState, SessionStats,
+};
 pub use stream::StreamId;
 pub use time::TimerKind;

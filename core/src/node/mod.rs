@@ -55,6 +55,45 @@ pub struct SessionInfo {
     pub key_generation: u64,
     /// Counters.
     pub stats: SessionStats,
+    /// Reliable-transport state (once established).
+    pub transport: Option<TransportInfo>,
+}
+
+/// A snapshot of one session's reliable transport: congestion control, loss recovery, PMTU
+/// and stream memory (for status displays and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportInfo {
+    /// Congestion controller in use.
+    pub congestion: crate::cc::CongestionKind,
+    /// Congestion window, bytes.
+    pub cwnd: u64,
+    /// Slow-start threshold (`u64::MAX` before the first loss).
+    pub ssthresh: u64,
+    /// Bytes in flight (sent, neither acknowledged nor declared lost).
+    pub bytes_in_flight: u64,
+    /// Smoothed RTT from loss recovery.
+    pub srtt: Duration,
+    /// Minimum RTT seen.
+    pub min_rtt: Duration,
+    /// Consecutive probe timeouts.
+    pub pto_count: u32,
+    /// Packet size in use (discovered path MTU, UDP payload bytes).
+    pub mtu: u16,
+    /// Packets declared lost so far.
+    pub lost_packets: u64,
+    /// Bytes of those packets.
+    pub lost_bytes: u64,
+    /// Stream bytes sent for the first time.
+    pub stream_bytes_sent: u64,
+    /// Stream bytes sent again after a loss.
+    pub stream_bytes_retransmitted: u64,
+    /// Streams held (open in at least one direction).
+    pub streams: usize,
+    /// Bytes written by the application and not yet acknowledged by the peer, all streams.
+    pub send_buffered: u64,
+    /// Bytes received and not yet read by the application, all streams.
+    pub recv_buffered: u64,
 }
 
 struct Slot {
@@ -218,6 +257,31 @@ impl Node {
             aead: s.keys.as_ref().map(|k| k.kind()),
             key_generation: s.keys.as_ref().map_or(0, |k| k.generation()),
             stats: s.stats,
+            transport: s.tp.as_deref().map(|tp| {
+                use crate::cc::Controller;
+                let cc = tp.recovery.congestion();
+                let rtt = tp.recovery.rtt();
+                let (lost_packets, lost_bytes) = tp.recovery.lost();
+                let (sent, resent) = tp.streams.bytes_sent();
+                let (send_buffered, recv_buffered) = tp.streams.buffered_bytes();
+                TransportInfo {
+                    congestion: tp.recovery.congestion_kind(),
+                    cwnd: cc.window(),
+                    ssthresh: cc.ssthresh(),
+                    bytes_in_flight: tp.recovery.bytes_in_flight(),
+                    srtt: rtt.smoothed(),
+                    min_rtt: rtt.min(),
+                    pto_count: tp.recovery.pto_count(),
+                    mtu: tp.mtu.current(),
+                    lost_packets,
+                    lost_bytes,
+                    stream_bytes_sent: sent,
+                    stream_bytes_retransmitted: resent,
+                    streams: tp.streams.len(),
+                    send_buffered,
+                    recv_buffered,
+                }
+            }),
         })
     }
 

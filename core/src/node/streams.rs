@@ -86,7 +86,8 @@ impl Stream<'_> {
     }
 
     /// Copies as much of `data` as flow control and the send buffer allow; returns the bytes
-    /// taken. `Err(Blocked)`: nothing fits now, wait for `Event::StreamWritable`.
+    /// taken. `Err(Blocked)`: nothing fits now, wait for `Event::StreamWritable`. After a
+    /// short write (fewer bytes taken than offered) `StreamWritable` follows as well.
     pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         let id = self.id;
         self.with(|s| s.write(id, data))
@@ -240,6 +241,40 @@ impl Node {
         let slot = self.check(session).ok()?;
         let s = self.slots[slot as usize].session.as_mut()?;
         s.tp.as_mut()?.dgram_in.pop_into(buf)
+    }
+
+    /// Test hook (feature `fuzzing`, never in production builds): from now on, every packet
+    /// whose stream frames all belong to `stream` is offered to `lose` with its index among
+    /// such packets (0, 1, …); if it returns true the packet is recorded as sent but never
+    /// leaves the node, exactly as if the network had lost it. Packets that also carry other
+    /// streams' frames, and packets without stream frames, are never lost. Returns false for
+    /// an unknown stream.
+    #[cfg(feature = "fuzzing")]
+    pub fn fuzzing_lose_stream_packets(
+        &mut self,
+        stream: StreamId,
+        lose: Box<dyn FnMut(u64) -> bool + Send>,
+    ) -> bool {
+        let slot = stream.session().index;
+        let Some(tp) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.session.as_mut())
+            .filter(|s| s.id == stream.session())
+            .and_then(|s| s.tp.as_mut())
+        else {
+            return false;
+        };
+        if tp.streams.wire_id(stream).is_none() {
+            return false;
+        }
+        tp.stream_loss = Some(crate::session::transport::StreamLoss {
+            stream,
+            lose,
+            seen: 0,
+            current: (false, false),
+        });
+        true
     }
 
     /// The largest datagram `send_datagram` accepts now (follows the path MTU).

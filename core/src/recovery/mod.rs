@@ -134,6 +134,10 @@ pub struct Recovery<F> {
     cc: Congestion,
     pacer: Pacer,
     mtu: u16,
+    /// Packets declared lost so far (PMTU probes included).
+    lost_packets: u64,
+    /// Their bytes.
+    lost_bytes: u64,
 }
 
 impl<F: Copy> Recovery<F> {
@@ -163,6 +167,8 @@ impl<F: Copy> Recovery<F> {
             cc,
             pacer,
             mtu,
+            lost_packets: 0,
+            lost_bytes: 0,
         }
     }
 
@@ -417,6 +423,8 @@ impl<F: Copy> Recovery<F> {
         if let Some(sent) = newest_lost {
             self.cc.on_congestion_event(now, sent, persistent, bytes);
         }
+        self.lost_packets = self.lost_packets.saturating_add(u64::from(lost));
+        self.lost_bytes = self.lost_bytes.saturating_add(bytes);
         (lost, bytes, persistent)
     }
 
@@ -523,6 +531,11 @@ impl<F: Copy> Recovery<F> {
     /// The largest counter the peer acknowledged.
     pub fn largest_acked(&self) -> Option<u64> {
         self.largest_acked
+    }
+
+    /// Packets declared lost since the start (counting PMTU probes), and their bytes.
+    pub fn lost(&self) -> (u64, u64) {
+        (self.lost_packets, self.lost_bytes)
     }
 
     /// Entries in the sent-packet table (including finished ones not yet compacted).

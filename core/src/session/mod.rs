@@ -34,7 +34,7 @@ use crate::wire::frame::{Frame, frames};
 use crate::wire::header::{DATA_HEADER_LEN, TAG_LEN};
 
 pub use path::{PathInfo, PathProbe, RELAY_OVERHEAD, Route};
-pub use stats::{DropReason, NodeStats, SessionStats};
+pub use stats::{DropReason, FrameCounts, FrameKind, NodeStats, SessionStats};
 
 /// Shared node state a session needs while handling input or building output.
 pub(crate) struct Ctx<'a> {
@@ -293,14 +293,15 @@ impl Session {
         }
         let route = self.route;
         let max = buf.len().min(usize::from(ctx.config.max_udp_payload));
-        self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
+        self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
             Frame::Relay {
                 peer: *peer.as_bytes(),
                 data: inner,
             }
             .encode(w)
-            .ok()
-            .map(|()| transmit::PacketMeta::UNTRACKED)
+            .ok()?;
+            s.stats.tx_frames.add(FrameKind::Relay);
+            Some(transmit::PacketMeta::UNTRACKED)
         })
     }
 
@@ -520,6 +521,7 @@ impl Session {
                 ctx.stats.drops.add(DropReason::BadFrames);
                 return;
             };
+            self.stats.rx_frames.add(FrameKind::of(&frame));
             if !matches!(
                 frame,
                 Frame::Ack(_) | Frame::Padding { .. } | Frame::Close { .. }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::transport::Sent;
-use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD};
+use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD, stats::FrameKind};
 use crate::crypto::cookie;
 use crate::time::TimerKind;
 use crate::wire::codec::Writer;
@@ -41,11 +41,10 @@ impl Session {
                 let code = self.close_code;
                 let route = self.route;
                 let max = max_for(&route, limit);
-                return self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
-                    Frame::Close { code, reason: b"" }
-                        .encode(w)
-                        .ok()
-                        .map(|()| PacketMeta::UNTRACKED)
+                return self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
+                    Frame::Close { code, reason: b"" }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::Close);
+                    Some(PacketMeta::UNTRACKED)
                 });
             }
             SessionState::Established if keys_ready => {}
@@ -70,11 +69,10 @@ impl Session {
                     .is_some_and(|p| to.remote() == Some(p.addr) && p.may_send(len));
             if allowed {
                 let max = max_for(&to, limit);
-                let t = self.build_packet(now, &mut buf[..max], to, ctx, |_, w| {
-                    Frame::PathResponse { data }
-                        .encode(w)
-                        .ok()
-                        .map(|()| PacketMeta::UNTRACKED)
+                let t = self.build_packet(now, &mut buf[..max], to, ctx, |s, w| {
+                    Frame::PathResponse { data }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::PathResponse);
+                    Some(PacketMeta::UNTRACKED)
                 });
                 if let Some(p) = self.probe.as_mut()
                     && to.remote() == Some(p.addr)
@@ -95,11 +93,10 @@ impl Session {
             if p.may_send(len) {
                 let to = Route::direct(p.addr, p.local);
                 let data = p.challenge;
-                let t = self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
-                    Frame::PathChallenge { data }
-                        .encode(w)
-                        .ok()
-                        .map(|()| PacketMeta::UNTRACKED)
+                let t = self.build_packet(now, &mut buf[..limit], to, ctx, |s, w| {
+                    Frame::PathChallenge { data }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::PathChallenge);
+                    Some(PacketMeta::UNTRACKED)
                 });
                 if let (Some(p), Some((_, n))) = (self.probe.as_mut(), t) {
                     p.bytes_sent += n as u64;
@@ -124,6 +121,7 @@ impl Session {
                 Frame::ObservedAddress { seq, addr: remote }
                     .encode(w)
                     .ok()?;
+                s.stats.tx_frames.add(FrameKind::ObservedAddress);
                 if let Some(tp) = s.tp.as_mut() {
                     tp.recovery.push_frame(Sent::Observed);
                 }
@@ -146,8 +144,9 @@ impl Session {
                     data,
                 }
                 .encode(w)
-                .ok()
-                .map(|()| PacketMeta::UNTRACKED)
+                .ok()?;
+                s.stats.tx_frames.add(FrameKind::Relay);
+                Some(PacketMeta::UNTRACKED)
             });
             if let Some((_, data)) = self.relay_out.pop_front() {
                 self.relay_pool.push(data);
@@ -164,9 +163,11 @@ impl Session {
             && usize::from(size) <= buf.len()
         {
             let route = self.route;
-            let t = self.build_packet(now, &mut buf[..usize::from(size)], route, ctx, |_, w| {
+            let t = self.build_packet(now, &mut buf[..usize::from(size)], route, ctx, |s, w| {
                 (Frame::Ping { id: 0 }).encode(w).ok()?;
                 w.zeros(w.remaining()).ok()?;
+                s.stats.tx_frames.add(FrameKind::Ping);
+                s.stats.tx_frames.add(FrameKind::Padding);
                 Some(PacketMeta {
                     eliciting: true,
                     app_limited: true,
@@ -177,6 +178,26 @@ impl Session {
                 return t;
             }
         }
+        // Without the `fuzzing` test hook this runs once.
+        #[cfg_attr(not(feature = "fuzzing"), allow(clippy::never_loop))]
+        loop {
+            let t = self.build_data_packet(now, buf, limit, ctx);
+            #[cfg(feature = "fuzzing")]
+            if t.is_some() && self.tp.as_mut().is_some_and(|tp| tp.take_stream_loss()) {
+                continue;
+            }
+            return t;
+        }
+    }
+
+    /// The data packet: ACK, PONGs, PINGs, then the transport's frames.
+    fn build_data_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        limit: usize,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Route, usize)> {
         let route = self.route;
         let max = self.max_packet(&route, buf.len(), limit);
         self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
@@ -186,13 +207,15 @@ impl Session {
                 || tp.probes > 0
                 || tp.streams.has_pending_output()
                 || !tp.dgram_out.is_empty();
-            let acked = tp.write_ack(now, w, other);
+            let counts = &mut s.stats.tx_frames;
+            let acked = tp.write_ack(now, w, other, counts);
             let mut eliciting = false;
             while let Some(&id) = s.pongs_to_send.front() {
                 if (Frame::Pong { id }).encode(w).is_err() {
                     break;
                 }
                 s.pongs_to_send.pop_front();
+                counts.add(FrameKind::Pong);
                 eliciting = true;
             }
             while let Some(&id) = s.pings_to_send.front() {
@@ -200,13 +223,13 @@ impl Session {
                     break;
                 }
                 s.pings_to_send.pop_front();
+                counts.add(FrameKind::Ping);
                 eliciting = true;
             }
-            if eliciting && let Some(tp) = s.tp.as_mut() {
+            if eliciting {
                 tp.recovery.push_frame(Sent::Ping);
             }
-            let tp = s.tp.as_mut()?;
-            let (eliciting, app_limited) = tp.fill(now, w, max, eliciting);
+            let (eliciting, app_limited) = tp.fill(now, w, max, eliciting, counts);
             (acked || eliciting).then_some(PacketMeta {
                 eliciting,
                 app_limited,

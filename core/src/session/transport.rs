@@ -15,6 +15,7 @@ use crate::ids::SessionId;
 use crate::mtu::{BASE_MTU, MtuChange, MtuDiscovery};
 use crate::recovery::sack::AckTracker;
 use crate::recovery::{FrameFate, Recovery, TimeoutOutcome};
+use crate::session::stats::{FrameCounts, FrameKind};
 use crate::stream::{InitialLimits, InputError, SentFrame, StreamSet, TransportConfig};
 use crate::wire::codec::Writer;
 use crate::wire::frame::Frame;
@@ -67,6 +68,21 @@ pub(crate) struct Transport {
     pub max_ack_ranges: usize,
     /// A DatagramReceived event is owed.
     pub datagram_event: bool,
+    /// Test hook: loses chosen packets that carry only one stream's frames.
+    #[cfg(feature = "fuzzing")]
+    pub stream_loss: Option<StreamLoss>,
+}
+
+/// Test hook (feature `fuzzing`): packets whose stream frames all belong to `stream` are
+/// offered to `lose` (with their index among such packets); when it says so, the packet is
+/// recorded as sent but never leaves the node, exactly like a loss on the wire.
+#[cfg(feature = "fuzzing")]
+pub(crate) struct StreamLoss {
+    pub stream: crate::stream::StreamId,
+    pub lose: Box<dyn FnMut(u64) -> bool + Send>,
+    pub seen: u64,
+    /// The packet being built: (carries `stream`, carries another stream).
+    pub current: (bool, bool),
 }
 
 impl std::fmt::Debug for Transport {
@@ -102,6 +118,8 @@ impl Transport {
             pacing_until: None,
             max_ack_ranges: config.max_ack_ranges,
             datagram_event: false,
+            #[cfg(feature = "fuzzing")]
+            stream_loss: None,
         }
     }
 
@@ -228,6 +246,7 @@ impl Transport {
         w: &mut Writer<'_>,
         size_hint: usize,
         eliciting_already: bool,
+        counts: &mut FrameCounts,
     ) -> (bool, bool) {
         let mut eliciting = eliciting_already;
         // Data may go if the window and pacer allow (probes ignore both).
@@ -245,21 +264,34 @@ impl Transport {
         }
         // Control frames (credit, resets) are small and always allowed.
         while let Some(f) = self.streams.write_control_frame(w) {
+            counts.add(control_kind(f));
             self.recovery.push_frame(Sent::Stream(f));
             eliciting = true;
         }
         let mut app_limited = true;
         if data_ok {
             while let WriteOutcome::Written(_) = self.dgram_out.write_frame(w) {
+                counts.add(FrameKind::Datagram);
                 eliciting = true;
             }
             while let Some(f) = self.streams.write_stream_frame(w) {
+                counts.add(FrameKind::Stream);
+                #[cfg(feature = "fuzzing")]
+                if let (Some(l), SentFrame::Stream { stream, .. }) = (self.stream_loss.as_mut(), f)
+                {
+                    if stream == l.stream {
+                        l.current.0 = true;
+                    } else {
+                        l.current.1 = true;
+                    }
+                }
                 self.recovery.push_frame(Sent::Stream(f));
                 eliciting = true;
             }
             app_limited = !self.streams.has_pending_output();
         }
         if probing && !eliciting && (Frame::Ping { id: 0 }).encode(w).is_ok() {
+            counts.add(FrameKind::Ping);
             self.recovery.push_frame(Sent::Ping);
             eliciting = true;
         }
@@ -268,12 +300,19 @@ impl Transport {
 
     /// Writes an ACK frame first in a packet if one is due (or `piggyback` and anything is
     /// unreported).
-    pub fn write_ack(&mut self, now: Instant, w: &mut Writer<'_>, piggyback: bool) -> bool {
+    pub fn write_ack(
+        &mut self,
+        now: Instant,
+        w: &mut Writer<'_>,
+        piggyback: bool,
+        counts: &mut FrameCounts,
+    ) -> bool {
         if !(self.acks.wants_ack(now) || piggyback && self.acks.has_unreported()) {
             return false;
         }
         match self.acks.write_ack(now, w, self.max_ack_ranges) {
             Ok(Some(largest)) => {
+                counts.add(FrameKind::Ack);
                 self.recovery.push_frame(Sent::Ack(largest));
                 true
             }
@@ -304,6 +343,21 @@ impl Transport {
         }
     }
 
+    /// Test hook: whether the packet just built is to be lost (see [`StreamLoss`]).
+    #[cfg(feature = "fuzzing")]
+    pub fn take_stream_loss(&mut self) -> bool {
+        let Some(l) = self.stream_loss.as_mut() else {
+            return false;
+        };
+        let (target, other) = std::mem::take(&mut l.current);
+        if !target || other {
+            return false;
+        }
+        let i = l.seen;
+        l.seen += 1;
+        (l.lose)(i)
+    }
+
     /// The packet being built was abandoned.
     pub fn discard(&mut self) {
         self.recovery.discard_pending();
@@ -323,6 +377,20 @@ impl Transport {
         self.recovery.push_frame(Sent::MtuProbe { counter });
         self.recovery.on_mtu_probe_sent(now, counter, size);
         self.mtu.on_probe_sent(counter, size);
+    }
+}
+
+/// The frame type of a recorded stream control frame.
+fn control_kind(f: SentFrame) -> FrameKind {
+    match f {
+        SentFrame::Stream { .. } => FrameKind::Stream,
+        SentFrame::ResetStream { .. } => FrameKind::ResetStream,
+        SentFrame::StopSending { .. } => FrameKind::StopSending,
+        SentFrame::MaxStreamData { .. } => FrameKind::MaxStreamData,
+        SentFrame::MaxData => FrameKind::MaxData,
+        SentFrame::MaxStreams => FrameKind::MaxStreams,
+        // DATA_BLOCKED and STREAM_DATA_BLOCKED share a record.
+        SentFrame::Blocked => FrameKind::StreamDataBlocked,
     }
 }
 

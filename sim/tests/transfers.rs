@@ -110,6 +110,11 @@ fn a_thousand_transfers_under_random_links_arrive_exactly_once_in_order() {
     let mut config = Config::default();
     // At 20 % loss each way a handshake try fails often; give it time (as sessions.rs).
     config.handshake_timeout = 60 * S;
+    // The burst-loss profiles are Gilbert–Elliott chains stepped once per packet, so when
+    // loss recovery has backed off to a probe every few seconds a "burst" of a few packets
+    // can silence one direction for tens of seconds. The default 45 s idle timeout then
+    // (correctly) ends the session; this sweep is about what arrives, so it waits longer.
+    config.idle_timeout = 180 * S;
     let mut failures = Vec::new();
     let (mut moved, mut transfers) = (0u64, 0usize);
     let only = std::env::var("SIM_SEED")

@@ -129,6 +129,7 @@ impl TransportConfig {
             peer_max_ack_delay: self.max_ack_delay,
             congestion: self.congestion,
             initial_window: self.initial_window,
+            max_pto: super::MAX_PTO,
         }
     }
 }
@@ -144,6 +145,8 @@ pub struct RecoveryConfig {
     pub congestion: CongestionKind,
     /// Initial window in bytes (`None`: RFC 9002 default for the MTU).
     pub initial_window: Option<u64>,
+    /// Longest backed-off probe timeout (default [`super::MAX_PTO`]).
+    pub max_pto: Duration,
 }
 
 impl Default for RecoveryConfig {

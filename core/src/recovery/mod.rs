@@ -38,7 +38,9 @@ pub const PACKET_THRESHOLD: u64 = 3;
 /// Persistent congestion: this many PTO periods without any acknowledgement (RFC 9002
 /// §7.6.1: 3).
 pub const PERSISTENT_CONGESTION_THRESHOLD: u32 = 3;
-/// Longest probe timeout after backoff; the idle timeout ends the session long before.
+/// Longest probe timeout after backoff unless [`RecoveryConfig::max_pto`] says less
+/// (sessions cap it at a third of their idle timeout, so a path that still delivers some
+/// packets gets several probes before the session gives up on it).
 pub const MAX_PTO: Duration = Duration::from_secs(60);
 
 /// What became of a recorded frame.
@@ -358,11 +360,13 @@ impl<F: Copy> Recovery<F> {
         Some((last + self.pto(), false))
     }
 
-    /// The current probe timeout including backoff, at most [`MAX_PTO`].
+    /// The current probe timeout including backoff, at most [`RecoveryConfig::max_pto`]
+    /// (but never below the un-backed-off PTO).
     pub fn pto(&self) -> Duration {
         let base = self.rtt.pto_base(self.config.peer_max_ack_delay);
         let factor = 1u32 << self.pto_count.min(16);
-        base.checked_mul(factor).unwrap_or(MAX_PTO).min(MAX_PTO)
+        let cap = self.config.max_pto.clamp(base, MAX_PTO.max(base));
+        base.checked_mul(factor).unwrap_or(cap).min(cap)
     }
 
     /// Declares lost every live packet below the largest acknowledged that is past the packet

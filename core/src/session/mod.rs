@@ -331,6 +331,19 @@ impl Session {
         }
     }
 
+    /// How long this side stays silent before it sends a keepalive PING. The initiator uses
+    /// the configured interval; the responder waits half as long again, so on an idle
+    /// session the initiator's PINGs (and the responder's PONGs to them, which refresh the
+    /// responder's NAT mapping) are all that flows, instead of both sides pinging at once.
+    /// The responder still pings on its own if the initiator falls silent.
+    pub fn keepalive_interval(&self, config: &Config) -> Duration {
+        if self.initiator {
+            config.keepalive_interval
+        } else {
+            config.keepalive_interval + config.keepalive_interval / 2
+        }
+    }
+
     pub fn is_established(&self) -> bool {
         self.state == SessionState::Established
     }
@@ -346,6 +359,7 @@ impl Session {
             self.id,
             self.initiator,
             &ctx.config.transport,
+            ctx.config.idle_timeout,
             now,
         )));
         self.reported = true;
@@ -359,8 +373,10 @@ impl Session {
         }
         self.timers
             .set(TimerKind::Idle, now + ctx.config.idle_timeout);
-        self.timers
-            .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+        self.timers.set(
+            TimerKind::Keepalive,
+            now + self.keepalive_interval(ctx.config),
+        );
         self.send_observed = ctx.config.send_observed_addresses;
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
         self.queue_ping(now, false, ctx.config);
@@ -522,9 +538,11 @@ impl Session {
                 return;
             };
             self.stats.rx_frames.add(FrameKind::of(&frame));
+            // A PONG is itself the answer to an ack-eliciting PING: acknowledging it would
+            // only add a packet to every keepalive round trip.
             if !matches!(
                 frame,
-                Frame::Ack(_) | Frame::Padding { .. } | Frame::Close { .. }
+                Frame::Ack(_) | Frame::Padding { .. } | Frame::Close { .. } | Frame::Pong { .. }
             ) {
                 eliciting = true;
             }
@@ -702,8 +720,10 @@ impl Session {
         }
         if self.timers.take_expired(TimerKind::Keepalive, now) && self.is_established() {
             self.queue_ping(now, false, ctx.config);
-            self.timers
-                .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+            self.timers.set(
+                TimerKind::Keepalive,
+                now + self.keepalive_interval(ctx.config),
+            );
         }
         if self.timers.take_expired(TimerKind::PathProbe, now) {
             self.on_probe_timeout(now);

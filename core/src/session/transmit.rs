@@ -210,13 +210,15 @@ impl Session {
             let counts = &mut s.stats.tx_frames;
             let acked = tp.write_ack(now, w, other, counts);
             let mut eliciting = false;
+            let mut wrote_pong = false;
             while let Some(&id) = s.pongs_to_send.front() {
                 if (Frame::Pong { id }).encode(w).is_err() {
                     break;
                 }
                 s.pongs_to_send.pop_front();
                 counts.add(FrameKind::Pong);
-                eliciting = true;
+                // Not ack-eliciting (see `handle_data`): the PONG answers a PING.
+                wrote_pong = true;
             }
             while let Some(&id) = s.pings_to_send.front() {
                 if (Frame::Ping { id }).encode(w).is_err() {
@@ -230,7 +232,7 @@ impl Session {
                 tp.recovery.push_frame(Sent::Ping);
             }
             let (eliciting, app_limited) = tp.fill(now, w, max, eliciting, counts);
-            (acked || eliciting).then_some(PacketMeta {
+            (acked || wrote_pong || eliciting).then_some(PacketMeta {
                 eliciting,
                 app_limited,
                 mtu_probe: false,
@@ -342,8 +344,8 @@ impl Session {
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += len as u64;
         if self.state == SessionState::Established {
-            self.timers
-                .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+            let interval = self.keepalive_interval(ctx.config);
+            self.timers.set(TimerKind::Keepalive, now + interval);
         }
         Some((route, len))
     }

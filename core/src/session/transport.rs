@@ -95,17 +95,23 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// The transport of a session that just became established. Probe timeouts back off
+    /// to at most a third of `idle_timeout`, so a path that still delivers a fraction of the
+    /// packets is probed several times before the idle timer ends the session.
     pub fn new(
         session: SessionId,
         initiator: bool,
         config: &TransportConfig,
+        idle_timeout: Duration,
         now: Instant,
     ) -> Self {
         let mtu = MtuDiscovery::new(config.max_mtu, config.mtu_raise_interval);
         let base = mtu.current();
+        let mut recovery_config = config.recovery();
+        recovery_config.max_pto = recovery_config.max_pto.min(idle_timeout / 3);
         Self {
             streams: StreamSet::new(session, initiator, config, InitialLimits::default()),
-            recovery: Recovery::new(config.recovery(), now, base),
+            recovery: Recovery::new(recovery_config, now, base),
             acks: AckTracker::new(
                 config.max_ack_ranges,
                 config.max_ack_delay,

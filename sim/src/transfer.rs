@@ -38,8 +38,11 @@ use crate::app::{App, AppCx};
 pub const DEFAULT_BASE_PORT: u16 = 20_000;
 /// Bytes moved per `write`/`read` call.
 const CHUNK: usize = 32 << 10;
-/// Timer tags at and above this are pacing ticks (`PACE_TAG + index`).
+/// Timer tags: transfer starts are the index itself; pacing ticks `PACE_TAG + index`;
+/// a stalled reader resumes at `RESUME_TAG + index`; pings at `PING_TAG`.
 const PACE_TAG: u64 = 1 << 32;
+const RESUME_TAG: u64 = 2 << 32;
+const PING_TAG: u64 = 3 << 32;
 
 /// Which end of the session opens (and writes) a transfer's stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +69,11 @@ pub struct TransferSpec {
     pub paced: Option<(u64, Duration)>,
     /// Record a timestamp for every write and every read.
     pub record: bool,
+    /// The receiver accepts the stream but reads nothing until this time (a stalled
+    /// application); `Duration::MAX` never reads.
+    pub stall_reader_until: Option<Duration>,
+    /// Only the [`Opener`] end running on this host (by name) opens it; `None`: any.
+    pub host: Option<String>,
 }
 
 impl TransferSpec {
@@ -78,7 +86,22 @@ impl TransferSpec {
             priority: 0,
             paced: None,
             record: false,
+            stall_reader_until: None,
+            host: None,
         }
+    }
+
+    /// Only the opener end on host `name` opens this transfer (several dialers sharing a
+    /// book with one acceptor).
+    pub fn on_host(mut self, name: &str) -> Self {
+        self.host = Some(name.to_owned());
+        self
+    }
+
+    /// The receiver reads nothing until `until` (`Duration::MAX`: never).
+    pub fn reader_stalled_until(mut self, until: Duration) -> Self {
+        self.stall_reader_until = Some(until);
+        self
     }
 
     /// Opens the stream at `start`.
@@ -135,6 +158,8 @@ pub struct TransferLog {
     pub reads: Vec<(Duration, u64)>,
     /// Anything that went wrong (mismatch, reset, refused, FIN early, data after FIN…).
     pub errors: Vec<String>,
+    /// `write` calls that returned `Blocked`, with their time, if recorded.
+    pub blocked_at: Vec<Duration>,
 }
 
 impl TransferLog {
@@ -338,6 +363,8 @@ pub struct Transfers {
     to_open: VecDeque<usize>,
     /// Paced transfers: bytes allowed so far.
     allowance: BTreeMap<usize, u64>,
+    /// Send a PING on the session this often.
+    ping_every: Option<Duration>,
     buf: Vec<u8>,
     expect: Vec<u8>,
 }
@@ -373,9 +400,17 @@ impl Transfers {
             receiving: BTreeMap::new(),
             to_open: VecDeque::new(),
             allowance: BTreeMap::new(),
+            ping_every: None,
             buf: vec![0; CHUNK],
             expect: vec![0; CHUNK],
         }
+    }
+
+    /// Also pings the peer every `every` once the session is up (answers show up as
+    /// `Event::Pong` in the host's events).
+    pub fn pinging(mut self, every: Duration) -> Self {
+        self.ping_every = Some(every);
+        self
     }
 
     fn open_due(&mut self, cx: &mut AppCx<'_>) {
@@ -455,6 +490,9 @@ impl Transfers {
                 }
                 Err(WriteError::Blocked) => {
                     l.blocked_writes += 1;
+                    if record {
+                        l.blocked_at.push(now);
+                    }
                     break;
                 }
                 Err(e) => {
@@ -475,6 +513,12 @@ impl Transfers {
     fn read(&mut self, cx: &mut AppCx<'_>, id: StreamId) {
         let now = cx.elapsed();
         if let Some(&i) = self.receiving.get(&id) {
+            let stalled = self.book.inner.borrow().specs[i]
+                .stall_reader_until
+                .is_some_and(|t| now < t);
+            if stalled {
+                return;
+            }
             let Some(mut s) = cx.node.stream(id) else {
                 return;
             };
@@ -539,11 +583,17 @@ impl App for Transfers {
     fn start(&mut self, cx: &mut AppCx<'_>) {
         let (n, base, starts): (usize, u16, Vec<(usize, Duration)>) = {
             let b = self.book.inner.borrow();
+            let me = cx.host();
             let starts = b
                 .specs
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.opener == self.role)
+                .filter(|(_, s)| {
+                    s.host
+                        .as_deref()
+                        .is_none_or(|h| cx.lookup(h).is_some_and(|p| p.host == me))
+                })
                 .map(|(i, s)| (i, s.start))
                 .collect();
             (b.specs.len(), b.base_port, starts)
@@ -570,6 +620,9 @@ impl App for Transfers {
         match *event {
             Event::SessionEstablished { session, .. } if self.session.is_none() => {
                 self.session = Some(session);
+                if let Some(every) = self.ping_every {
+                    cx.set_timer(every, PING_TAG);
+                }
                 self.open_due(cx);
             }
             Event::SessionClosed {
@@ -597,6 +650,12 @@ impl App for Transfers {
                     l.accepted_at = Some(cx.elapsed());
                 }
                 self.receiving.insert(stream, i);
+                let stall = self.book.inner.borrow().specs[i].stall_reader_until;
+                if let Some(until) = stall
+                    && until != Duration::MAX
+                {
+                    cx.set_timer(until.saturating_sub(cx.elapsed()), RESUME_TAG + i as u64);
+                }
                 // Nothing to say back: close our sending half at once.
                 if let Some(mut s) = cx.node.stream(stream) {
                     let _ = s.finish();
@@ -631,6 +690,23 @@ impl App for Transfers {
     }
 
     fn on_timer(&mut self, cx: &mut AppCx<'_>, tag: u64) {
+        if tag == PING_TAG {
+            if let (Some(s), Some(every)) = (self.session, self.ping_every) {
+                let now = cx.now();
+                if cx.node.ping(now, s).is_ok() {
+                    cx.set_timer(every, PING_TAG);
+                }
+            }
+            return;
+        }
+        if tag >= RESUME_TAG {
+            let i = (tag - RESUME_TAG) as usize;
+            let id = self.book.inner.borrow().logs[i].peer_stream;
+            if let Some(id) = id {
+                self.read(cx, id);
+            }
+            return;
+        }
         if tag >= PACE_TAG {
             let i = (tag - PACE_TAG) as usize;
             let (size, paced) = {

@@ -90,6 +90,8 @@ pub use event::{CloseReason, Event, close_code};
 pub use identity::{Identity, PeerId, PeerIdParseError};
 pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
+#[cfg(feature = "fuzzing")]
+pub use node::PacketHookFn;
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
     SendDatagramError, SessionInfo, Stream, TransportInfo,

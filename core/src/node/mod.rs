@@ -31,6 +31,8 @@ use crate::wire::header::{self, Header, HeaderError};
 
 pub use relay::{RelayError, RelayQueue, RelayRequest};
 use replies::Replies;
+#[cfg(feature = "fuzzing")]
+pub use streams::PacketHookFn;
 pub use streams::{ListenError, OpenStreamError, REFUSED_PORT_CODE, SendDatagramError, Stream};
 
 /// A read-only view of one session, for status displays.

@@ -10,6 +10,12 @@ use crate::ids::SessionId;
 use crate::session::SessionState;
 use crate::stream::{ECHO_PORT, ReadError, StreamError, StreamEvent, StreamId, WriteError};
 
+/// A packet observer for [`Node::fuzzing_packet_hook`] (feature `fuzzing`): sees the time
+/// and the stream frames of each data packet; returning true loses the packet.
+#[cfg(feature = "fuzzing")]
+pub type PacketHookFn =
+    Box<dyn FnMut(std::time::Instant, &[crate::stream::SentFrame]) -> bool + Send>;
+
 /// Stream error code sent when a stream is opened to a port nobody listens on.
 pub const REFUSED_PORT_CODE: u64 = 0x7e_0001;
 
@@ -243,36 +249,26 @@ impl Node {
         s.tp.as_mut()?.dgram_in.pop_into(buf)
     }
 
-    /// Test hook (feature `fuzzing`, never in production builds): from now on, every packet
-    /// whose stream frames all belong to `stream` is offered to `lose` with its index among
-    /// such packets (0, 1, …); if it returns true the packet is recorded as sent but never
-    /// leaves the node, exactly as if the network had lost it. Packets that also carry other
-    /// streams' frames, and packets without stream frames, are never lost. Returns false for
-    /// an unknown stream.
+    /// Test hook (feature `fuzzing`, never in production builds): from now on, every data
+    /// packet of `session` that carries stream frames is shown to `hook` with the time and
+    /// its stream frames (stream, offset, length, FIN) before it leaves; if `hook` returns
+    /// true the packet is recorded as sent but never leaves the node, exactly as if the
+    /// network had lost it. Returns false for an unknown or unestablished session.
     #[cfg(feature = "fuzzing")]
-    pub fn fuzzing_lose_stream_packets(
-        &mut self,
-        stream: StreamId,
-        lose: Box<dyn FnMut(u64) -> bool + Send>,
-    ) -> bool {
-        let slot = stream.session().index;
-        let Some(tp) = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.session.as_mut())
-            .filter(|s| s.id == stream.session())
+    pub fn fuzzing_packet_hook(&mut self, session: SessionId, hook: PacketHookFn) -> bool {
+        let Ok(slot) = self.check(session) else {
+            return false;
+        };
+        let Some(tp) = self.slots[slot as usize]
+            .session
+            .as_mut()
             .and_then(|s| s.tp.as_mut())
         else {
             return false;
         };
-        if tp.streams.wire_id(stream).is_none() {
-            return false;
-        }
-        tp.stream_loss = Some(crate::session::transport::StreamLoss {
-            stream,
-            lose,
-            seen: 0,
-            current: (false, false),
+        tp.packet_hook = Some(crate::session::transport::PacketHook {
+            hook,
+            frames: Vec::new(),
         });
         true
     }

@@ -183,7 +183,7 @@ impl Session {
         loop {
             let t = self.build_data_packet(now, buf, limit, ctx);
             #[cfg(feature = "fuzzing")]
-            if t.is_some() && self.tp.as_mut().is_some_and(|tp| tp.take_stream_loss()) {
+            if t.is_some() && self.tp.as_mut().is_some_and(|tp| tp.packet_hook_loses(now)) {
                 continue;
             }
             return t;

@@ -68,21 +68,19 @@ pub(crate) struct Transport {
     pub max_ack_ranges: usize,
     /// A DatagramReceived event is owed.
     pub datagram_event: bool,
-    /// Test hook: loses chosen packets that carry only one stream's frames.
+    /// Test hook: sees the stream frames of every packet and may lose it.
     #[cfg(feature = "fuzzing")]
-    pub stream_loss: Option<StreamLoss>,
+    pub packet_hook: Option<PacketHook>,
 }
 
-/// Test hook (feature `fuzzing`): packets whose stream frames all belong to `stream` are
-/// offered to `lose` (with their index among such packets); when it says so, the packet is
-/// recorded as sent but never leaves the node, exactly like a loss on the wire.
+/// Test hook (feature `fuzzing`): called for every data packet that carries stream frames,
+/// with the time and those frames; when it returns true the packet is recorded as sent but
+/// never leaves the node, exactly like a loss on the wire.
 #[cfg(feature = "fuzzing")]
-pub(crate) struct StreamLoss {
-    pub stream: crate::stream::StreamId,
-    pub lose: Box<dyn FnMut(u64) -> bool + Send>,
-    pub seen: u64,
-    /// The packet being built: (carries `stream`, carries another stream).
-    pub current: (bool, bool),
+pub(crate) struct PacketHook {
+    pub hook: crate::node::PacketHookFn,
+    /// Stream frames of the packet being built.
+    pub frames: Vec<SentFrame>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -125,7 +123,7 @@ impl Transport {
             max_ack_ranges: config.max_ack_ranges,
             datagram_event: false,
             #[cfg(feature = "fuzzing")]
-            stream_loss: None,
+            packet_hook: None,
         }
     }
 
@@ -283,13 +281,8 @@ impl Transport {
             while let Some(f) = self.streams.write_stream_frame(w) {
                 counts.add(FrameKind::Stream);
                 #[cfg(feature = "fuzzing")]
-                if let (Some(l), SentFrame::Stream { stream, .. }) = (self.stream_loss.as_mut(), f)
-                {
-                    if stream == l.stream {
-                        l.current.0 = true;
-                    } else {
-                        l.current.1 = true;
-                    }
+                if let Some(h) = self.packet_hook.as_mut() {
+                    h.frames.push(f);
                 }
                 self.recovery.push_frame(Sent::Stream(f));
                 eliciting = true;
@@ -349,19 +342,18 @@ impl Transport {
         }
     }
 
-    /// Test hook: whether the packet just built is to be lost (see [`StreamLoss`]).
+    /// Test hook: whether the packet just built is to be lost (see [`PacketHook`]).
     #[cfg(feature = "fuzzing")]
-    pub fn take_stream_loss(&mut self) -> bool {
-        let Some(l) = self.stream_loss.as_mut() else {
+    pub fn packet_hook_loses(&mut self, now: Instant) -> bool {
+        let Some(h) = self.packet_hook.as_mut() else {
             return false;
         };
-        let (target, other) = std::mem::take(&mut l.current);
-        if !target || other {
+        if h.frames.is_empty() {
             return false;
         }
-        let i = l.seen;
-        l.seen += 1;
-        (l.lose)(i)
+        let lose = (h.hook)(now, &h.frames);
+        h.frames.clear();
+        lose
     }
 
     /// The packet being built was abandoned.

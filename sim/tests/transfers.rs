@@ -178,6 +178,12 @@ fn a_thousand_transfers_under_random_links_arrive_exactly_once_in_order() {
         assert_eq!(sent, total, "SIM_SEED={scenario}: new bytes sent");
         sim.check_invariants().unwrap();
         let (_, ta) = transport(&sim, a).unwrap();
+        if std::env::var("SHOW").is_ok() {
+            eprintln!(
+                "up {up:?}\ndown {down:?}\n{ta:?}\nb drops {:?}",
+                sim.node(b).stats().drops
+            );
+        }
         eprintln!(
             "scenario {scenario}: {total} B in {:.1} s, loss up {:.3} down {:.3}, a lost {} pkts, resent {} B",
             sim.now().as_secs_f64(),

@@ -233,12 +233,22 @@ impl<F: Copy> Recovery<F> {
             return;
         }
         let frames_start = self.frames_base + self.frames.len() as u64 - u64::from(n);
+        // RFC 9002 §7.8: a window the sender does not fill must not grow. Flow control (or
+        // an application writing slowly) can keep bytes in flight far below the window
+        // while every packet is "not application-limited"; growing on their ACKs would let
+        // the window run away from what the path was ever shown to carry (the simulator saw
+        // 3.7 MB windows on a path holding 1 MB). The window may grow while at least half
+        // of it is in flight, in slow start and congestion avoidance alike: a stricter rule
+        // for congestion avoidance (within three packets) starved paced flows, whose bytes
+        // in flight trail the window, and two CUBIC flows then shared a bottleneck 76:100.
+        let in_flight = self.bytes_in_flight.saturating_add(u64::from(size));
+        let underused = in_flight.saturating_mul(2) < self.cc.window();
         self.packets.push_back(SentPacket {
             counter,
             time_sent: now,
             size,
             in_flight: true,
-            app_limited,
+            app_limited: app_limited || underused,
             mtu_probe,
             state: State::Live,
             frames_start,

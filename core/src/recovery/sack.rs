@@ -23,8 +23,10 @@ pub const DEFAULT_MAX_ACK_RANGES: usize = 64;
 /// holding at most `max_ranges` ranges: on overflow the lowest range is dropped
 /// ([`RangeSet::new`]) or merged into the next ([`RangeSet::new_merging`]).
 ///
-/// Allocation: the backing deque is reserved for `max_ranges + 1` entries at construction
-/// and never grows past it.
+/// Allocation: the backing deque starts empty and grows only as ranges appear, never past
+/// `max_ranges + 1` entries; it keeps its capacity afterwards (so steady-state use does not
+/// allocate, and a set that never fragments costs nothing — a stream's sets are created with
+/// caps in the thousands).
 #[derive(Clone, Debug)]
 pub struct RangeSet {
     /// Descending by both ends: `ranges[i].0 > ranges[i + 1].1 + 1`.
@@ -38,7 +40,7 @@ impl RangeSet {
     pub fn new(max_ranges: usize) -> Self {
         let max_ranges = max_ranges.max(1);
         Self {
-            ranges: VecDeque::with_capacity(max_ranges + 1),
+            ranges: VecDeque::new(),
             max_ranges,
             merge_on_overflow: false,
         }

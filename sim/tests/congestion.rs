@@ -392,3 +392,80 @@ fn a_session_recovers_after_a_five_second_partition() {
         w.check(&format!("{kind:?} partition"));
     }
 }
+
+/// Slow start into a 500 kB queue at 100 Mbit/s: the overshoot loses a few hundred packets
+/// in one burst, leaving hundreds of holes in the stream.
+fn overshoot(windows: u64) -> (Sim, HostId, HostId, Window) {
+    let rate = 100_000_000u64;
+    let up = LinkConfig {
+        delay: 20 * MS,
+        bandwidth_bps: Some(rate),
+        queue_bytes: 500_000,
+        ..LinkConfig::default()
+    };
+    let down = LinkConfig {
+        delay: 20 * MS,
+        ..LinkConfig::default()
+    };
+    let mut c = Config::default();
+    c.transport.stream_recv_window = windows;
+    c.transport.session_recv_window = windows;
+    c.transport.stream_send_buffer = windows;
+    let book = TransferBook::new(vec![TransferSpec::new(1 << 40, Opener::Dialer)]);
+    let mut t = Topology::new("overshoot", seeds(1)[0]);
+    let b = t
+        .host("b")
+        .config(c.clone())
+        .app(Transfers::acceptor(&book))
+        .add();
+    let a = t
+        .host("a")
+        .links(up, down)
+        .config(c)
+        .app(Transfers::dialer(&book, "b"))
+        .add();
+    let mut sim = t.build();
+    let mut w = Window::new();
+    sim.run_until(5 * S, |s| {
+        w.sample(s, &[a]);
+        false
+    });
+    (sim, a, b, w)
+}
+
+/// Regression: with a reassembly cap of 64 fragments per stream, the receiver refused
+/// packets it had received once a tail-drop burst left more holes than that; the sender
+/// declared them lost, resent them and cut its window for them (360 spurious losses per 189
+/// real ones). Every loss the sender declares must be a packet the network dropped.
+#[test]
+fn regression_a_deep_tail_drop_burst_causes_no_spurious_losses() {
+    let (sim, a, b, _) = overshoot(8 << 20);
+    let dropped = sim.link(a, Direction::Up).stats().queue_full;
+    let ti = transport(&sim, a).unwrap();
+    assert!(
+        dropped > 100,
+        "the overshoot dropped only {dropped} packets"
+    );
+    assert_eq!(
+        sim.node(b)
+            .stats()
+            .drops
+            .get(tern_core::DropReason::BadFrames),
+        0,
+        "the receiver refused packets"
+    );
+    assert_eq!(ti.lost_packets, dropped, "declared lost vs dropped");
+}
+
+/// Regression: a sender limited by flow control (1 MiB stream window, far below what the
+/// path could take) kept growing its congestion window on every ACK, to 3.7 MB; it may not
+/// exceed twice what it ever had in flight.
+#[test]
+fn regression_a_flow_control_limited_window_does_not_run_away() {
+    let (sim, a, _, w) = overshoot(1 << 20);
+    // In flight: one stream window of data, packet overhead, and the credit the receiver
+    // already returned for data whose ACK is still on its way (≈ 10 % together).
+    let bound = 2 * ((1u64 << 20) * 110 / 100);
+    assert!(w.max <= bound, "window reached {} (bound {bound})", w.max);
+    assert_eq!(transport(&sim, a).unwrap().lost_packets, 0);
+}

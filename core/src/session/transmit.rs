@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::transport::Sent;
 use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD, stats::FrameKind};
 use crate::crypto::cookie;
+use crate::mtu::BASE_MTU;
 use crate::time::TimerKind;
 use crate::wire::codec::Writer;
 use crate::wire::frame::Frame;
@@ -242,11 +243,19 @@ impl Session {
 
     /// Largest packet for `route`: the discovered path MTU on a direct route, what a relay
     /// can carry on a relayed one; never more than the caller's buffer.
+    ///
+    /// From the second probe timeout in a row on, probes use the base size: if the path MTU
+    /// shrank, every full-size packet vanishes, nothing is acknowledged and no loss is ever
+    /// declared, so the black-hole detector would never hear of it; a small probe gets
+    /// through, and its acknowledgement declares the large packets lost.
     fn max_packet(&self, route: &Route, buf_len: usize, base: usize) -> usize {
-        let mtu = self
-            .tp
-            .as_ref()
-            .map_or(base, |t| usize::from(t.mtu.current()).max(base));
+        let mtu = self.tp.as_ref().map_or(base, |t| {
+            if t.probes > 0 && t.recovery.pto_count() >= 2 {
+                usize::from(BASE_MTU).max(base)
+            } else {
+                usize::from(t.mtu.current()).max(base)
+            }
+        });
         match route {
             Route::Direct { .. } => mtu.min(buf_len),
             Route::Relay { .. } => max_for(route, base).min(buf_len),

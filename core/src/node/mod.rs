@@ -455,8 +455,9 @@ impl Node {
             match t.flatten() {
                 Some((route, len)) => {
                     // It may have more; keep it queued, behind the others (round robin).
+                    // Its timers are rescheduled when it runs out of packets (the `None`
+                    // arm); until then `poll_timeout` answers "now" anyway, as it is ready.
                     self.ready.push_back(slot);
-                    self.after_session_no_ready(slot);
                     if let Some(t) = self.finish_transmit(now, route, len, buf) {
                         return Some(t);
                     }
@@ -884,12 +885,16 @@ impl Node {
             self.pending -= 1;
             self.pending_by_ephemeral.remove(&eph);
         }
+        // A later deadline keeps the earlier heap entry: the session wakes early once (a
+        // spurious `handle_timeout` does nothing) and is rescheduled then. Pushing an entry
+        // for every move would cost a heap insertion per packet: the loss-detection and
+        // keepalive deadlines move with every packet sent.
         let next = session.next_timeout(self.last_now);
-        if next != s.scheduled {
-            s.scheduled = next;
-            if let Some(at) = next {
-                self.timers.push(at, slot, s.generation);
-            }
+        if let Some(at) = next
+            && s.scheduled.is_none_or(|cur| at < cur)
+        {
+            s.scheduled = Some(at);
+            self.timers.push(at, slot, s.generation);
         }
         self.clean_heap_top();
     }

@@ -77,6 +77,13 @@ impl RangeSet {
         if lo > hi {
             return self.ranges.len();
         }
+        // Fast path: in-order data extends (or falls within) the highest range.
+        if let Some(&(f_lo, f_hi)) = self.ranges.front()
+            && lo >= f_lo
+            && lo <= f_hi.saturating_add(1)
+        {
+            return self.ranges.len();
+        }
         let a = self.ranges.partition_point(|r| r.0 > hi.saturating_add(1));
         let b = self.ranges.partition_point(|r| r.1.saturating_add(1) >= lo);
         if a >= b {
@@ -95,10 +102,15 @@ impl RangeSet {
         if lo > hi {
             return false;
         }
-        // Fast path: extending or equal to the highest range.
+        // Fast paths: within, extending, or above the highest range.
         if let Some(front) = self.ranges.front_mut() {
             if lo >= front.0 && hi <= front.1 {
                 return false;
+            }
+            if lo >= front.0 && lo <= front.1.saturating_add(1) {
+                // Nothing lies above the highest range: extend it in place.
+                front.1 = hi;
+                return true;
             }
             if lo > front.1.saturating_add(1) {
                 self.ranges.push_front((lo, hi));

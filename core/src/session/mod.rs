@@ -183,6 +183,9 @@ pub(crate) struct Session {
     close_sends: u32,
     pub peer_confirmed: bool,
     pub rtt: Rtt,
+    /// `max(3 PTO, 1 s)` for the current `rtt`, kept up to date on every RTT sample (it is
+    /// needed for every packet opened).
+    discard_after: Duration,
     pub stats: SessionStats,
     /// Relay server only: datagrams to forward to this session's peer, with the peer they
     /// come from (bounded by [`MAX_RELAY_OUT`]; newest dropped when full).
@@ -255,6 +258,7 @@ impl Session {
             close_sends: 0,
             peer_confirmed: false,
             rtt: Rtt::default(),
+            discard_after: Self::discard_after_for(&Rtt::default()),
             stats: SessionStats::default(),
             relay_out: VecDeque::new(),
             relay_pool: Vec::new(),
@@ -349,7 +353,11 @@ impl Session {
     }
 
     fn discard_after(&self) -> Duration {
-        (self.rtt.pto() * 3).max(Duration::from_secs(1))
+        self.discard_after
+    }
+
+    fn discard_after_for(rtt: &Rtt) -> Duration {
+        (rtt.pto() * 3).max(Duration::from_secs(1))
     }
 
     /// Moves to `Established` and tells the application.
@@ -686,6 +694,7 @@ impl Session {
         };
         let rtt = now.saturating_duration_since(p.sent);
         self.rtt.sample(rtt);
+        self.discard_after = Self::discard_after_for(&self.rtt);
         if p.app {
             ctx.events.push_back(Event::Pong {
                 session: self.id,

@@ -39,6 +39,7 @@
 
 pub mod flow;
 pub mod recv;
+mod ring;
 pub mod send;
 
 #[cfg(test)]

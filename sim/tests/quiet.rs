@@ -59,7 +59,7 @@ fn link(loss: f64) -> LinkConfig {
 /// On a lossless path the whole life of the stream costs no more STREAM frames than the
 /// data needs (one per packet of data, plus the FIN).
 #[test]
-fn a_closed_stream_goes_quiet() {
+fn pilot_regression_a_closed_stream_goes_quiet() {
     for (loss, seed) in [(0.0, 1), (0.05, 2), (0.05, 3)] {
         for seed in seeds(1).into_iter().map(|s| s + seed) {
             let size = 300_000u64;

@@ -205,7 +205,7 @@ fn a_thousand_transfers_under_random_links_arrive_exactly_once_in_order() {
 /// (write-then-close), over links losing 2 % at each end (≈ 4 % per direction); every one
 /// must arrive whole, and the FIN must come after the last byte.
 #[test]
-fn write_then_close_under_two_percent_loss_never_arrives_short() {
+fn pilot_regression_write_then_close_under_two_percent_loss_never_arrives_short() {
     let link = LinkConfig {
         loss: Loss::Bernoulli(0.02),
         delay: 5 * MS,

@@ -82,6 +82,10 @@ pub struct Config {
     pub transport: crate::stream::TransportConfig,
     /// Answer streams opened to port 7 with an echo of every byte (default true).
     pub echo: bool,
+    /// Register with this rendezvous server (directory, beacon, relay); default none.
+    pub rendezvous: Option<crate::node::RendezvousConfig>,
+    /// Act as a rendezvous server (directory, beacon, relay) with these limits; default none.
+    pub rendezvous_server: Option<crate::rendezvous::ServerConfig>,
 }
 
 impl Default for Config {
@@ -109,6 +113,8 @@ impl Default for Config {
             max_relay_queue: 256,
             transport: crate::stream::TransportConfig::default(),
             echo: true,
+            rendezvous: None,
+            rendezvous_server: None,
         }
     }
 }

@@ -51,6 +51,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The session's keys reached their use limit; reconnect.
     KeysExhausted,
+    /// The peer no longer has this session (it restarted) and said so with a valid stateless
+    /// reset; connect again.
+    PeerReset,
 }
 
 /// Something the application should know about.
@@ -142,6 +145,27 @@ pub enum Event {
         /// The session.
         session: SessionId,
     },
+    /// The rendezvous server accepted our registration (first time, or after a reconnect
+    /// with a changed record); see `Node::rendezvous_status`.
+    Registered {
+        /// Our overlay address.
+        address: crate::Address,
+    },
+    /// The rendezvous server refused our registration; the reason is the response to
+    /// `req_id` (`Node::take_rendezvous_response`), e.g. the hostname is taken.
+    RegistrationRefused {
+        /// The registration request.
+        req_id: u32,
+    },
+    /// The answer to a `Node::rendezvous_request` arrived.
+    RendezvousResponse {
+        /// The request.
+        req_id: u32,
+    },
+    /// The rendezvous server sent an unsolicited message (`Node::take_rendezvous_push`).
+    RendezvousPush,
+    /// The control channel to the rendezvous server dropped; the node reconnects by itself.
+    RendezvousDisconnected,
     /// A rendezvous server told us the address it sees our packets come from (our
     /// reflexive address as seen through that session).
     ObservedAddress {

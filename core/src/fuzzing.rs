@@ -65,6 +65,10 @@ pub fn wire_decode(data: &[u8]) {
                 let n = header::write_reject(&mut out, receiver, reason).expect("fits");
                 assert_eq!(&out[..n], data);
             }
+            Header::Reset { index, token } => {
+                let n = header::write_reset(&mut out, index, &token).expect("fits");
+                assert_eq!(&out[..n], data);
+            }
             Header::Data { .. } => {}
         }
     }
@@ -81,6 +85,15 @@ pub fn wire_decode(data: &[u8]) {
             // STREAM frames re-encode with an explicit length, which may differ in size.
         } else {
             assert_eq!(n, f.encoded_len(), "{f:?}");
+        }
+        if let Frame::Candidates { data } = f
+            && let Some(h) = crate::nat::Hints::decode(data)
+        {
+            let mut hb = [0u8; 512];
+            let mut hw = Writer::new(&mut hb);
+            h.encode(&mut hw).expect("hints fit");
+            let hn = hw.len();
+            assert_eq!(crate::nat::Hints::decode(&hb[..hn]), Some(h));
         }
         let again: Vec<_> = frames(&out[..n]).collect();
         assert_eq!(again.len(), 1, "{f:?}");
@@ -122,6 +135,17 @@ pub fn replay_window(data: &[u8]) {
 /// re-encode to the same bytes.
 pub fn rendezvous_msg(data: &[u8]) {
     use crate::rendezvous::msg::Message;
+    // The stream framing around messages: arbitrary bytes never panic the reader, and it
+    // never holds more than two maximal messages.
+    let mut reader = crate::rendezvous::channel::FrameReader::new();
+    for chunk in data.chunks(7) {
+        if reader.push(chunk).is_err() {
+            break;
+        }
+        while let Ok(Some(m)) = reader.next_message() {
+            let _ = Message::decode(&m);
+        }
+    }
     let Some(msg) = Message::decode(data) else {
         return;
     };

@@ -73,6 +73,7 @@ pub mod identity;
 pub mod ids;
 pub mod io;
 pub mod mtu;
+pub mod nat;
 mod node;
 pub mod recovery;
 pub mod rendezvous;
@@ -94,7 +95,8 @@ pub use io::{RecvMeta, Transmit};
 pub use node::PacketHookFn;
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
-    SendDatagramError, SessionInfo, Stream, TransportInfo,
+    RendezvousConfig, RendezvousError, RendezvousStatus, SendDatagramError, SessionInfo, Stream,
+    TransportInfo,
 };
 pub use session::{
     DropReason, FrameCounts, FrameKind, NodeStats, PathInfo, Route, SessionState, SessionStats,

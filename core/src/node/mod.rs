@@ -4,7 +4,9 @@
 
 mod accept;
 mod relay;
+mod rendezvous;
 mod replies;
+mod reset;
 mod streams;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -23,13 +25,14 @@ use crate::io::{RecvMeta, Transmit};
 use crate::rng::NodeRng;
 use crate::session::handshake::start_initiator;
 use crate::session::{
-    Ctx, DropReason, HsState, NodeStats, PathInfo, Route, Session, SessionState, SessionStats,
-    UnixClock,
+    Ctx, DropReason, HsState, NatLocal, NodeStats, PathInfo, Route, Session, SessionState,
+    SessionStats, UnixClock,
 };
 use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
 
 pub use relay::{RelayError, RelayQueue, RelayRequest};
+pub use rendezvous::{RendezvousConfig, RendezvousError, RendezvousStatus};
 use replies::Replies;
 #[cfg(feature = "fuzzing")]
 pub use streams::PacketHookFn;
@@ -127,6 +130,7 @@ pub struct Node {
     ready: VecDeque<u32>,
     events: VecDeque<Event>,
     replies: Replies,
+    resets: reset::ResetLimiter,
     cookies: CookieJar,
     mac1_key: [u8; 32],
     timestamps: accept::TimestampCache,
@@ -147,8 +151,16 @@ pub struct Node {
     listening: BTreeSet<u16>,
     /// Streams served by the built-in echo.
     echo_streams: BTreeSet<crate::stream::StreamId>,
-    /// Scratch space for the echo service.
+    /// Scratch space for the echo service and relaying.
     scratch_big: Vec<u8>,
+    /// Rendezvous client role.
+    rdv_client: Option<rendezvous::ClientRole>,
+    /// Rendezvous server role.
+    rdv_server: Option<rendezvous::ServerRole>,
+    /// Spare event queue (keeps its capacity) for filtering internal events.
+    events_spare: VecDeque<Event>,
+    /// What we know about our own reachability (for hole punching).
+    nat: NatLocal,
 }
 
 impl std::fmt::Debug for Node {
@@ -172,7 +184,24 @@ impl Node {
         unix_now: Duration,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let mut config = config;
+        if config.rendezvous_server.is_some() {
+            config.relay_server = true;
+            config.send_observed_addresses = true;
+        }
         let mut rng = NodeRng::new(seed);
+        let rdv_client = config
+            .rendezvous
+            .clone()
+            .map(|c| rendezvous::ClientRole::new(c, rng.seed(), now));
+        let rdv_server = config
+            .rendezvous_server
+            .clone()
+            .map(|c| rendezvous::ServerRole::new(identity.clone(), c, rng.seed()));
+        let mut listening = BTreeSet::new();
+        if rdv_server.is_some() {
+            listening.insert(crate::rendezvous::channel::RENDEZVOUS_PORT);
+        }
         let cookies = CookieJar::new(rng.seed());
         let mac1_key = cookie::mac1_key(&identity.x25519_public());
         let timestamps = accept::TimestampCache::new(config.max_replay_timestamps);
@@ -197,6 +226,7 @@ impl Node {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             replies: Replies::new(),
+            resets: reset::ResetLimiter::default(),
             cookies,
             mac1_key,
             timestamps,
@@ -208,9 +238,13 @@ impl Node {
             relays: BTreeMap::new(),
             by_peer: BTreeMap::new(),
             scratch: Vec::with_capacity(2048),
-            listening: BTreeSet::new(),
+            listening,
             echo_streams: BTreeSet::new(),
             scratch_big: vec![0; 16 << 10],
+            rdv_client,
+            rdv_server,
+            events_spare: VecDeque::new(),
+            nat: NatLocal::default(),
         })
     }
 
@@ -296,6 +330,11 @@ impl Node {
             .filter_map(|s| self.session_info(s.id))
     }
 
+    /// Every peer marked trusted, in key order.
+    pub fn trusted_peers(&self) -> Vec<PeerId> {
+        self.trusted.iter().copied().collect()
+    }
+
     /// Whether `peer` may open sessions to this node under [`IncomingPolicy::TrustedOnly`](crate::IncomingPolicy).
     pub fn is_trusted(&self, peer: &PeerId) -> bool {
         self.trusted.contains(peer)
@@ -317,6 +356,7 @@ impl Node {
         self.stats.rx_bytes += bytes.len() as u64;
         self.handle_routed(now, Route::direct(meta.from, meta.local), bytes);
         self.drain_relay_in(now);
+        self.rdv_process(now);
     }
 
     /// Dispatches one datagram that arrived over `route` (directly, or unwrapped from a
@@ -340,6 +380,7 @@ impl Node {
                 counter,
             } => {
                 let Some(slot) = self.slot_for_index(receiver) else {
+                    self.send_reset(now, route, receiver, bytes.len());
                     return;
                 };
                 self.with_session(slot, |s, ctx| {
@@ -369,6 +410,7 @@ impl Node {
                     trusted,
                     clock,
                     relay_in,
+                    nat,
                     ..
                 } = self;
                 if let Some(s) = slots[slot as usize].session.as_mut() {
@@ -380,6 +422,7 @@ impl Node {
                         stats,
                         clock,
                         relay_in,
+                        nat,
                     };
                     s.on_final(now, route, noise, trusted, &mut ctx);
                 }
@@ -391,6 +434,7 @@ impl Node {
                 };
                 self.with_session(slot, |s, ctx| s.on_cookie(cookie, ctx));
             }
+            Header::Reset { index, token } => self.handle_reset(route, index, &token),
             Header::Reject { receiver, reason } => {
                 let Some(slot) = self.slot_for_index(receiver) else {
                     return;
@@ -422,6 +466,7 @@ impl Node {
             self.with_session(slot, |s, ctx| s.handle_timeout(now, ctx));
         }
         self.clean_heap_top();
+        self.rdv_process(now);
     }
 
     /// The local network changed (interface up/down, new address): every session sends a
@@ -532,7 +577,8 @@ impl Node {
         {
             return Some(self.last_now);
         }
-        self.timers.peek().map(|(at, _, _)| at)
+        let heap = self.timers.peek().map(|(at, _, _)| at);
+        [heap, self.rdv_poll_timeout()].into_iter().flatten().min()
     }
 
     /// Like [`Node::poll_timeout`], with the kind of timer (for traces and debugging).
@@ -610,6 +656,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -620,6 +667,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
         };
         let Ok((noise, msg, recipe)) =
             start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
@@ -829,6 +877,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
             ..
         } = self;
         let s = slots.get_mut(slot as usize)?.session.as_mut()?;
@@ -840,6 +889,7 @@ impl Node {
             stats,
             clock,
             relay_in,
+            nat,
         };
         Some(f(s, &mut ctx))
     }

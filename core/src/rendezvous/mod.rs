@@ -7,6 +7,7 @@
 //! `server` is the sans-IO server state, `client` the node side; `record` holds the signed
 //! address ↔ key binding and the field rules.
 
+pub mod channel;
 pub mod client;
 pub mod msg;
 pub mod record;

@@ -10,6 +10,7 @@
 
 pub(crate) mod handshake;
 mod path;
+mod punch;
 pub mod stats;
 mod transmit;
 pub(crate) mod transport;
@@ -34,6 +35,7 @@ use crate::wire::frame::{Frame, frames};
 use crate::wire::header::{DATA_HEADER_LEN, TAG_LEN};
 
 pub use path::{PathInfo, PathProbe, RELAY_OVERHEAD, Route};
+pub use punch::NatLocal;
 pub use stats::{DropReason, FrameCounts, FrameKind, NodeStats, SessionStats};
 
 /// Shared node state a session needs while handling input or building output.
@@ -45,6 +47,7 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut NodeStats,
     pub clock: &'a mut UnixClock,
     pub relay_in: &'a mut crate::node::RelayQueue,
+    pub nat: &'a NatLocal,
 }
 
 /// Wall-clock time derived from the `Instant` timeline (captured once at `Node::new`), and
@@ -158,6 +161,8 @@ pub(crate) struct Session {
     pub id: SessionId,
     pub local_index: u32,
     pub remote_index: u32,
+    /// The peer's stateless reset token for `remote_index` (from the handshake).
+    pub peer_reset_token: Option<crate::crypto::reset::Token>,
     pub initiator: bool,
     pub peer: Option<PeerId>,
     pub expected_peer: Option<PeerId>,
@@ -197,6 +202,19 @@ pub(crate) struct Session {
     pub send_observed: bool,
     /// Streams, datagrams, ACKs and loss recovery (once established).
     pub tp: Option<Box<transport::Transport>>,
+    /// A hole-punching attempt in progress.
+    punch: Option<crate::nat::Punch>,
+    /// When to try punching again.
+    next_punch: Option<Instant>,
+    /// The relay route to fall back to when a direct path dies.
+    pub relay_route: Option<Route>,
+    /// When an authenticated packet last arrived on the current direct route.
+    last_direct_rx: Option<Instant>,
+    /// What the peer told us about reaching it.
+    peer_hints: Option<crate::nat::Hints>,
+    /// Our CANDIDATES must be sent.
+    send_candidates: bool,
+    candidates_sent: bool,
     pub(crate) observed_seq: u64,
 }
 
@@ -232,6 +250,7 @@ impl Session {
             id,
             local_index,
             remote_index: 0,
+            peer_reset_token: None,
             initiator,
             peer: None,
             expected_peer: None,
@@ -265,6 +284,13 @@ impl Session {
             observed: None,
             send_observed: false,
             tp: None,
+            punch: None,
+            next_punch: None,
+            relay_route: None,
+            last_direct_rx: None,
+            peer_hints: None,
+            send_candidates: false,
+            candidates_sent: false,
             observed_seq: 0,
         }
     }
@@ -315,6 +341,7 @@ impl Session {
             self.timers.next().map(|(at, _)| at),
             self.keys.as_ref().and_then(SessionKeys::poll_timeout),
             self.tp.as_ref().and_then(|t| t.next_timeout(now)),
+            self.punch_next_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -386,6 +413,11 @@ impl Session {
             now + self.keepalive_interval(ctx.config),
         );
         self.send_observed = ctx.config.send_observed_addresses;
+        if self.route.is_relay() {
+            // Relay-first: tell the peer how we might be reached directly.
+            self.relay_route = Some(self.route);
+            self.send_candidates = !ctx.nat.host.is_empty() || ctx.nat.observed[0].is_some();
+        }
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
         self.queue_ping(now, false, ctx.config);
     }
@@ -558,11 +590,22 @@ impl Session {
                 Frame::Padding { .. } => {}
                 Frame::PathChallenge { data } => {
                     self.path_response = Some((from, data));
+                    if let Route::Direct { remote, .. } = from
+                        && from != self.route
+                    {
+                        self.on_direct_challenge(now, remote);
+                    }
                 }
                 Frame::PathResponse { data } => {
-                    if let Route::Direct { remote, local } = from {
+                    if let Route::Direct { remote, local } = from
+                        && !self.on_punch_response(remote, local, &data, ctx)
+                    {
                         self.on_path_response(remote, local, data, ctx);
                     }
+                }
+                Frame::Candidates { data } => {
+                    non_probing = true;
+                    self.on_candidates(now, data, ctx);
                 }
                 Frame::Relay { peer, data } => {
                     non_probing = true;
@@ -632,6 +675,14 @@ impl Session {
         if fates.observed_lost && ctx.config.send_observed_addresses {
             self.send_observed = true;
         }
+        if fates.candidates_lost {
+            self.send_candidates = true;
+        }
+        if from.is_relay() {
+            self.relay_route = Some(from);
+        } else if from == self.route {
+            self.last_direct_rx = Some(now);
+        }
         if let Some(tp) = self.tp.as_mut() {
             tp.acks.on_packet_received(now, counter, eliciting);
         }
@@ -647,8 +698,17 @@ impl Session {
                     self.start_probe(now, remote, local, len, ctx);
                 }
                 // The peer went (back) to the relay: the relay vouches for the route and the
-                // packet is authenticated; follow it if it is the newest packet.
-                Route::Relay { .. } if newest => self.set_route(from, ctx),
+                // packet is authenticated. Follow it only if our direct path has gone quiet
+                // (the peer may simply not have switched yet; following it would flap).
+                Route::Relay { .. }
+                    if newest
+                        && self.last_direct_rx.is_none_or(|t| {
+                            now.saturating_duration_since(t)
+                                > (self.rtt.pto() * 3).max(Duration::from_secs(1))
+                        }) =>
+                {
+                    self.set_route(from, ctx);
+                }
                 _ => {}
             }
         }
@@ -743,7 +803,11 @@ impl Session {
             if fates.observed_lost && ctx.config.send_observed_addresses {
                 self.send_observed = true;
             }
+            if fates.candidates_lost {
+                self.send_candidates = true;
+            }
         }
+        self.punch_timeout(now, ctx);
     }
 
     /// Whether `poll_transmit` may have something to send.
@@ -761,6 +825,8 @@ impl Session {
                     || self.probe.as_ref().is_some_and(|p| p.need_send)
                     || !self.relay_out.is_empty()
                     || self.send_observed
+                    || self.send_candidates
+                    || self.punch_next_timeout().is_some_and(|t| t <= now)
                     || self.tp.as_ref().is_some_and(|t| t.wants_to_send(now))
             }
             SessionState::Closing => self.close_pending,

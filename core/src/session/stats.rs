@@ -43,11 +43,13 @@ pub enum DropReason {
     RelayQueueFull,
     /// A relayed packet was not forwarded (policy, quota, or the target is not connected).
     RelayDenied,
+    /// A stateless reset that matched no session's token (forged, stale or misdirected).
+    ResetUnmatched,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// Every reason, in declaration order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -70,6 +72,7 @@ impl DropReason {
         DropReason::AmplificationLimit,
         DropReason::RelayQueueFull,
         DropReason::RelayDenied,
+        DropReason::ResetUnmatched,
     ];
 
     /// A stable snake_case name (for logs, `tern info --json` and metrics).
@@ -94,6 +97,7 @@ impl DropReason {
             DropReason::AmplificationLimit => "amplification_limit",
             DropReason::RelayQueueFull => "relay_queue_full",
             DropReason::RelayDenied => "relay_denied",
+            DropReason::ResetUnmatched => "reset_unmatched",
         }
     }
 }
@@ -148,6 +152,10 @@ pub struct NodeStats {
     pub cookies_sent: u64,
     /// Reject hints sent.
     pub rejects_sent: u64,
+    /// Stateless resets sent (data for a session this node does not have).
+    pub resets_sent: u64,
+    /// Sessions closed by a valid stateless reset from the peer.
+    pub resets_received: u64,
     /// Key updates (either side started).
     pub key_updates: u64,
     /// Dropped input by reason.
@@ -222,11 +230,13 @@ pub enum FrameKind {
     App,
     /// RELAY.
     Relay,
+    /// CANDIDATES.
+    Candidates,
 }
 
 impl FrameKind {
     /// Number of kinds.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// Every kind, in declaration order.
     pub const ALL: [FrameKind; Self::COUNT] = [
@@ -249,6 +259,7 @@ impl FrameKind {
         FrameKind::ObservedAddress,
         FrameKind::App,
         FrameKind::Relay,
+        FrameKind::Candidates,
     ];
 
     /// The kind of a decoded frame.
@@ -274,6 +285,7 @@ impl FrameKind {
             F::ObservedAddress { .. } => Self::ObservedAddress,
             F::App { .. } => Self::App,
             F::Relay { .. } => Self::Relay,
+            F::Candidates { .. } => Self::Candidates,
         }
     }
 
@@ -299,6 +311,7 @@ impl FrameKind {
             FrameKind::ObservedAddress => "observed_address",
             FrameKind::App => "app",
             FrameKind::Relay => "relay",
+            FrameKind::Candidates => "candidates",
         }
     }
 }

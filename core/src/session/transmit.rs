@@ -61,31 +61,21 @@ impl Session {
             self.stats.key_updates += 1;
         }
         if let Some((to, data)) = self.path_response.take() {
-            let len = DATA_HEADER_LEN + 9 + TAG_LEN;
-            let allowed = to == self.route
-                || to.is_relay()
-                || self
-                    .probe
-                    .as_ref()
-                    .is_some_and(|p| to.remote() == Some(p.addr) && p.may_send(len));
-            if allowed {
-                let max = max_for(&to, limit);
-                let t = self.build_packet(now, &mut buf[..max], to, ctx, |s, w| {
-                    Frame::PathResponse { data }.encode(w).ok()?;
-                    s.stats.tx_frames.add(FrameKind::PathResponse);
-                    Some(PacketMeta::UNTRACKED)
-                });
-                if let Some(p) = self.probe.as_mut()
-                    && to.remote() == Some(p.addr)
-                    && let Some((_, n)) = t
-                {
-                    p.bytes_sent += n as u64;
-                }
-                return t;
+            // One response per challenge, no larger than it: never an amplifier. Answering
+            // any address lets hole punching work (the peer's probe is how its NAT opened).
+            let max = max_for(&to, limit);
+            let t = self.build_packet(now, &mut buf[..max], to, ctx, |s, w| {
+                Frame::PathResponse { data }.encode(w).ok()?;
+                s.stats.tx_frames.add(FrameKind::PathResponse);
+                Some(PacketMeta::UNTRACKED)
+            });
+            if let Some(p) = self.probe.as_mut()
+                && to.remote() == Some(p.addr)
+                && let Some((_, n)) = t
+            {
+                p.bytes_sent += n as u64;
             }
-            ctx.stats
-                .drops
-                .add(crate::session::DropReason::AmplificationLimit);
+            return t;
         }
         if let Some(p) = self.probe.as_ref()
             && p.need_send
@@ -134,6 +124,37 @@ impl Session {
             });
         }
         self.send_observed = false;
+        if let Some((to, data)) = self.poll_punch(now) {
+            return self.build_packet(now, &mut buf[..limit], to, ctx, |s, w| {
+                Frame::PathChallenge { data }.encode(w).ok()?;
+                s.stats.tx_frames.add(FrameKind::PathChallenge);
+                Some(PacketMeta::UNTRACKED)
+            });
+        }
+        if self.send_candidates {
+            self.send_candidates = false;
+            self.candidates_sent = true;
+            let hints = ctx.nat.hints();
+            let mut enc = [0u8; 512];
+            let mut ew = Writer::new(&mut enc);
+            if hints.encode(&mut ew).is_ok() {
+                let n = ew.len();
+                let route = self.route;
+                let max = max_for(&route, limit);
+                return self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
+                    Frame::Candidates { data: &enc[..n] }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::Candidates);
+                    if let Some(tp) = s.tp.as_mut() {
+                        tp.recovery.push_frame(Sent::Candidates);
+                    }
+                    Some(PacketMeta {
+                        eliciting: true,
+                        app_limited: true,
+                        mtu_probe: false,
+                    })
+                });
+            }
+        }
         if let Some((peer, data)) = self.relay_out.front() {
             let (peer, data_len) = (*peer, data.len());
             let route = self.route;

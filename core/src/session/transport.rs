@@ -35,6 +35,8 @@ pub(crate) enum Sent {
     Large { counter: u64, size: u16 },
     /// OBSERVED_ADDRESS (resent if lost).
     Observed,
+    /// CANDIDATES (resent if lost).
+    Candidates,
 }
 
 /// How a received frame affects the packet.
@@ -52,6 +54,7 @@ pub(crate) enum FrameOutcome {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Fates {
     pub observed_lost: bool,
+    pub candidates_lost: bool,
 }
 
 pub(crate) struct Transport {
@@ -421,6 +424,7 @@ fn dispatch(
             }
         }
         (FrameFate::Lost, Sent::Observed) => fates.observed_lost = true,
+        (FrameFate::Lost, Sent::Candidates) => fates.candidates_lost = true,
         _ => {}
     }
 }

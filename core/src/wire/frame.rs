@@ -24,6 +24,7 @@
 //! | `0x40` | OBSERVED_ADDRESS | seq, socket address |
 //! | `0x41` | APP | channel, data (len-prefixed) — small control messages for layers above (rendezvous) |
 //! | `0x42` | RELAY | peer key (32), data (len-prefixed): a whole tern datagram to or from `peer` through a relay |
+//! | `0x43` | CANDIDATES | data (len-prefixed): NAT hints and addresses to probe (see `nat::Hints`) |
 
 use std::net::SocketAddr;
 
@@ -76,6 +77,8 @@ pub mod ty {
     pub const APP: u64 = 0x41;
     /// RELAY.
     pub const RELAY: u64 = 0x42;
+    /// CANDIDATES.
+    pub const CANDIDATES: u64 = 0x43;
 }
 
 /// Most ACK ranges a parser accepts in one frame; more is malformed. Bounds the work one
@@ -198,6 +201,11 @@ pub enum Frame<'a> {
         /// The peer on the far side of the relay.
         peer: [u8; 32],
         /// The datagram.
+        data: &'a [u8],
+    },
+    /// NAT-traversal candidates and hints (encoded `nat::Hints`).
+    Candidates {
+        /// The encoded hints.
         data: &'a [u8],
     },
     /// A small control message for a protocol layered on the session (e.g. rendezvous).
@@ -410,6 +418,9 @@ fn parse_one<'a>(r: &mut Reader<'a>) -> Result<Frame<'a>, FrameError> {
             channel: r.varint().ok_or(Truncated)?,
             data: r.varint_bytes().ok_or(Truncated)?,
         },
+        ty::CANDIDATES => Frame::Candidates {
+            data: r.varint_bytes().ok_or(Truncated)?,
+        },
         ty::RELAY => Frame::Relay {
             peer: r.array().ok_or(Truncated)?,
             data: r.varint_bytes().ok_or(Truncated)?,
@@ -496,6 +507,7 @@ impl Frame<'_> {
                 v(ty::APP) + v(channel) + v(data.len() as u64) + data.len()
             }
             Frame::Relay { data, .. } => v(ty::RELAY) + 32 + v(data.len() as u64) + data.len(),
+            Frame::Candidates { data } => v(ty::CANDIDATES) + v(data.len() as u64) + data.len(),
         }
     }
 
@@ -594,6 +606,10 @@ impl Frame<'_> {
             Frame::Relay { peer, data } => {
                 w.varint(ty::RELAY)?;
                 w.bytes(&peer)?;
+                w.varint_bytes(data)
+            }
+            Frame::Candidates { data } => {
+                w.varint(ty::CANDIDATES)?;
                 w.varint_bytes(data)
             }
         }
@@ -737,6 +753,13 @@ mod tests {
             Frame::App {
                 channel: 1,
                 data: b"{}",
+            },
+            Frame::Relay {
+                peer: [7; 32],
+                data: &[1; 1135],
+            },
+            Frame::Candidates {
+                data: &[2, 15, 160, 0, 0, 0, 0, 0],
             },
         ] {
             round_trip(f);

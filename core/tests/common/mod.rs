@@ -3,6 +3,8 @@
 //! also inject datagrams from any address and read everything that was sent.
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod net;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -28,7 +28,9 @@ pub struct Config {
     /// (default 45 s = three missed keepalives).
     pub idle_timeout: Duration,
     /// Send a keepalive PING when nothing was sent for this long (default 15 s, below the
-    /// shortest common NAT UDP timeout).
+    /// shortest common NAT UDP timeout). The session's responder waits 1.5 times as long, so
+    /// an idle session carries one PING and its PONG per interval (the PONG refreshes the
+    /// responder's NAT mapping), not two of each.
     pub keepalive_interval: Duration,
     /// Give up on a handshake after this long (default 15 s).
     pub handshake_timeout: Duration,

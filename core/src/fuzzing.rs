@@ -17,7 +17,9 @@ use crate::wire::frame::{Frame, frames};
 use crate::wire::header::{self, COOKIE_LEN, Header};
 use crate::{Config, Event, Identity, Node};
 
+mod node_streams;
 mod transport;
+pub use node_streams::node_streams;
 #[cfg(test)]
 pub(crate) use transport::{StreamPair, pattern};
 pub use transport::{congestion, epoch, recv_reassembly, sack_ranges, streams_ops};
@@ -534,6 +536,28 @@ mod corpus {
     #[test]
     fn rendezvous_server_corpus() {
         replay("rendezvous_server", super::rendezvous_server);
+    }
+
+    #[test]
+    fn node_streams_corpus() {
+        replay("node_streams", super::node_streams);
+    }
+
+    /// Random inputs beyond the corpus (cheap, and catches regressions the corpus misses).
+    #[test]
+    fn node_streams_random_inputs() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..64 {
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let len = 64 + (i * 37) % 1500;
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            super::node_streams(&data);
+        }
     }
 }
 

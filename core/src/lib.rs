@@ -91,10 +91,15 @@ pub use event::{CloseReason, Event, close_code};
 pub use identity::{Identity, PeerId, PeerIdParseError};
 pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
+#[cfg(feature = "fuzzing")]
+pub use node::PacketHookFn;
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
     RendezvousConfig, RendezvousError, RendezvousStatus, SendDatagramError, SessionInfo, Stream,
+    TransportInfo,
 };
-pub use session::{DropReason, NodeStats, PathInfo, Route, SessionState, SessionStats};
+pub use session::{
+    DropReason, FrameCounts, FrameKind, NodeStats, PathInfo, Route, SessionState, SessionStats,
+};
 pub use stream::StreamId;
 pub use time::TimerKind;

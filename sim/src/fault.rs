@@ -67,6 +67,16 @@ pub enum Fault {
         /// Tell the node.
         notify: bool,
     },
+    /// Change the IP MTU of a host's access link (one way or both); larger packets vanish
+    /// from then on (a route change to a narrower path: a PMTU black hole).
+    LinkMtu {
+        /// The host.
+        host: HostId,
+        /// Which way.
+        direction: Direction,
+        /// The new IP MTU in bytes.
+        mtu: usize,
+    },
     /// Turn UDP blocking on or off for one host (both ways).
     HostBlockUdp {
         /// The host.

@@ -49,6 +49,7 @@ pub mod rng;
 pub mod sim;
 pub mod topology;
 pub mod trace;
+pub mod transfer;
 
 pub use app::{App, AppCx, Dialer, Idle, PeerInfo, Script};
 pub use fault::{Direction, Fault};

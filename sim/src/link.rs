@@ -275,6 +275,23 @@ pub struct LinkStats {
     pub duplicated: u64,
     /// Held back for reordering.
     pub held: u64,
+    /// UDP payload bytes passed (not counting duplicates).
+    pub passed_bytes: u64,
+    /// UDP payload bytes lost at random.
+    pub lost_bytes: u64,
+    /// UDP payload bytes tail-dropped by the queue.
+    pub queue_full_bytes: u64,
+    /// UDP payload bytes dropped while partitioned.
+    pub partitioned_bytes: u64,
+    /// UDP payload bytes dropped for exceeding the MTU.
+    pub mtu_bytes: u64,
+}
+
+impl LinkStats {
+    /// UDP payload bytes the link dropped for any reason (partition, MTU, queue, loss).
+    pub fn dropped_bytes(&self) -> u64 {
+        self.lost_bytes + self.queue_full_bytes + self.partitioned_bytes + self.mtu_bytes
+    }
 }
 
 /// The runtime state of one link direction.
@@ -345,14 +362,17 @@ impl LinkState {
         self.stats.offered += 1;
         let c = &self.config;
         // 1. State.
+        let len = bytes.len() as u64;
         if !self.up {
             self.stats.partitioned += 1;
+            self.stats.partitioned_bytes += len;
             return Err(DropReason::Partitioned);
         }
         // 2. MTU.
         let wire = bytes.len() + UDP_IP_OVERHEAD;
         if wire > c.mtu {
             self.stats.mtu += 1;
+            self.stats.mtu_bytes += len;
             return Err(DropReason::Mtu);
         }
         // 3. Queue and bandwidth.
@@ -361,6 +381,7 @@ impl LinkState {
             let backlog = self.backlog_bytes(now);
             if backlog + wire > c.queue_bytes {
                 self.stats.queue_full += 1;
+                self.stats.queue_full_bytes += len;
                 return Err(DropReason::QueueFull);
             }
             let tx =
@@ -388,6 +409,7 @@ impl LinkState {
         };
         if lost {
             self.stats.lost += 1;
+            self.stats.lost_bytes += len;
             return Err(DropReason::Loss);
         }
         // 5. Corruption: one random bit.
@@ -406,6 +428,7 @@ impl LinkState {
             self.schedule(depart)
         });
         self.stats.passed += 1;
+        self.stats.passed_bytes += len;
         Ok(Passage {
             at,
             duplicate_at,

@@ -491,6 +491,23 @@ impl Sim {
             Fault::NatBlockUdp { nat, blocked } => {
                 self.net.nats[nat.0 as usize].set_block_udp(blocked)
             }
+            Fault::LinkMtu {
+                host,
+                direction,
+                mtu,
+            } => {
+                let hs = &mut self.hosts[host.0 as usize];
+                for (on, link) in [
+                    (direction.up(), &mut hs.up),
+                    (direction.down(), &mut hs.down),
+                ] {
+                    if on {
+                        let mut c = link.config().clone();
+                        c.mtu = mtu;
+                        link.set_config(c);
+                    }
+                }
+            }
             Fault::HostBlockUdp { host, blocked } => {
                 self.hosts[host.0 as usize].udp_blocked = blocked
             }

@@ -34,6 +34,8 @@ use crate::wire::header::{self, Header, HeaderError};
 pub use relay::{RelayError, RelayQueue, RelayRequest};
 pub use rendezvous::{RendezvousConfig, RendezvousError, RendezvousStatus};
 use replies::Replies;
+#[cfg(feature = "fuzzing")]
+pub use streams::PacketHookFn;
 pub use streams::{ListenError, OpenStreamError, REFUSED_PORT_CODE, SendDatagramError, Stream};
 
 /// A read-only view of one session, for status displays.
@@ -58,6 +60,45 @@ pub struct SessionInfo {
     pub key_generation: u64,
     /// Counters.
     pub stats: SessionStats,
+    /// Reliable-transport state (once established).
+    pub transport: Option<TransportInfo>,
+}
+
+/// A snapshot of one session's reliable transport: congestion control, loss recovery, PMTU
+/// and stream memory (for status displays and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportInfo {
+    /// Congestion controller in use.
+    pub congestion: crate::cc::CongestionKind,
+    /// Congestion window, bytes.
+    pub cwnd: u64,
+    /// Slow-start threshold (`u64::MAX` before the first loss).
+    pub ssthresh: u64,
+    /// Bytes in flight (sent, neither acknowledged nor declared lost).
+    pub bytes_in_flight: u64,
+    /// Smoothed RTT from loss recovery.
+    pub srtt: Duration,
+    /// Minimum RTT seen.
+    pub min_rtt: Duration,
+    /// Consecutive probe timeouts.
+    pub pto_count: u32,
+    /// Packet size in use (discovered path MTU, UDP payload bytes).
+    pub mtu: u16,
+    /// Packets declared lost so far.
+    pub lost_packets: u64,
+    /// Bytes of those packets.
+    pub lost_bytes: u64,
+    /// Stream bytes sent for the first time.
+    pub stream_bytes_sent: u64,
+    /// Stream bytes sent again after a loss.
+    pub stream_bytes_retransmitted: u64,
+    /// Streams held (open in at least one direction).
+    pub streams: usize,
+    /// Bytes written by the application and not yet acknowledged by the peer, all streams.
+    pub send_buffered: u64,
+    /// Bytes received and not yet read by the application, all streams.
+    pub recv_buffered: u64,
 }
 
 struct Slot {
@@ -252,6 +293,31 @@ impl Node {
             aead: s.keys.as_ref().map(|k| k.kind()),
             key_generation: s.keys.as_ref().map_or(0, |k| k.generation()),
             stats: s.stats,
+            transport: s.tp.as_deref().map(|tp| {
+                use crate::cc::Controller;
+                let cc = tp.recovery.congestion();
+                let rtt = tp.recovery.rtt();
+                let (lost_packets, lost_bytes) = tp.recovery.lost();
+                let (sent, resent) = tp.streams.bytes_sent();
+                let (send_buffered, recv_buffered) = tp.streams.buffered_bytes();
+                TransportInfo {
+                    congestion: tp.recovery.congestion_kind(),
+                    cwnd: cc.window(),
+                    ssthresh: cc.ssthresh(),
+                    bytes_in_flight: tp.recovery.bytes_in_flight(),
+                    srtt: rtt.smoothed(),
+                    min_rtt: rtt.min(),
+                    pto_count: tp.recovery.pto_count(),
+                    mtu: tp.mtu.current(),
+                    lost_packets,
+                    lost_bytes,
+                    stream_bytes_sent: sent,
+                    stream_bytes_retransmitted: resent,
+                    streams: tp.streams.len(),
+                    send_buffered,
+                    recv_buffered,
+                }
+            }),
         })
     }
 
@@ -434,8 +500,9 @@ impl Node {
             match t.flatten() {
                 Some((route, len)) => {
                     // It may have more; keep it queued, behind the others (round robin).
+                    // Its timers are rescheduled when it runs out of packets (the `None`
+                    // arm); until then `poll_timeout` answers "now" anyway, as it is ready.
                     self.ready.push_back(slot);
-                    self.after_session_no_ready(slot);
                     if let Some(t) = self.finish_transmit(now, route, len, buf) {
                         return Some(t);
                     }
@@ -868,12 +935,16 @@ impl Node {
             self.pending -= 1;
             self.pending_by_ephemeral.remove(&eph);
         }
+        // A later deadline keeps the earlier heap entry: the session wakes early once (a
+        // spurious `handle_timeout` does nothing) and is rescheduled then. Pushing an entry
+        // for every move would cost a heap insertion per packet: the loss-detection and
+        // keepalive deadlines move with every packet sent.
         let next = session.next_timeout(self.last_now);
-        if next != s.scheduled {
-            s.scheduled = next;
-            if let Some(at) = next {
-                self.timers.push(at, slot, s.generation);
-            }
+        if let Some(at) = next
+            && s.scheduled.is_none_or(|cur| at < cur)
+        {
+            s.scheduled = Some(at);
+            self.timers.push(at, slot, s.generation);
         }
         self.clean_heap_top();
     }

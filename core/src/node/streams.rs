@@ -10,6 +10,12 @@ use crate::ids::SessionId;
 use crate::session::SessionState;
 use crate::stream::{ECHO_PORT, ReadError, StreamError, StreamEvent, StreamId, WriteError};
 
+/// A packet observer for [`Node::fuzzing_packet_hook`] (feature `fuzzing`): sees the time
+/// and the stream frames of each data packet; returning true loses the packet.
+#[cfg(feature = "fuzzing")]
+pub type PacketHookFn =
+    Box<dyn FnMut(std::time::Instant, &[crate::stream::SentFrame]) -> bool + Send>;
+
 /// Stream error code sent when a stream is opened to a port nobody listens on.
 pub const REFUSED_PORT_CODE: u64 = 0x7e_0001;
 
@@ -86,7 +92,8 @@ impl Stream<'_> {
     }
 
     /// Copies as much of `data` as flow control and the send buffer allow; returns the bytes
-    /// taken. `Err(Blocked)`: nothing fits now, wait for `Event::StreamWritable`.
+    /// taken. `Err(Blocked)`: nothing fits now, wait for `Event::StreamWritable`. After a
+    /// short write (fewer bytes taken than offered) `StreamWritable` follows as well.
     pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         let id = self.id;
         self.with(|s| s.write(id, data))
@@ -240,6 +247,30 @@ impl Node {
         let slot = self.check(session).ok()?;
         let s = self.slots[slot as usize].session.as_mut()?;
         s.tp.as_mut()?.dgram_in.pop_into(buf)
+    }
+
+    /// Test hook (feature `fuzzing`, never in production builds): from now on, every data
+    /// packet of `session` that carries stream frames is shown to `hook` with the time and
+    /// its stream frames (stream, offset, length, FIN) before it leaves; if `hook` returns
+    /// true the packet is recorded as sent but never leaves the node, exactly as if the
+    /// network had lost it. Returns false for an unknown or unestablished session.
+    #[cfg(feature = "fuzzing")]
+    pub fn fuzzing_packet_hook(&mut self, session: SessionId, hook: PacketHookFn) -> bool {
+        let Ok(slot) = self.check(session) else {
+            return false;
+        };
+        let Some(tp) = self.slots[slot as usize]
+            .session
+            .as_mut()
+            .and_then(|s| s.tp.as_mut())
+        else {
+            return false;
+        };
+        tp.packet_hook = Some(crate::session::transport::PacketHook {
+            hook,
+            frames: Vec::new(),
+        });
+        true
     }
 
     /// The largest datagram `send_datagram` accepts now (follows the path MTU).

@@ -25,7 +25,11 @@ pub struct TransportConfig {
     /// peer credit for a new one.
     pub max_streams: u64,
     /// Most out-of-order fragments (holes + 1) one stream's reassembly keeps; data that would
-    /// need more is refused and the packet left unacknowledged (default 64).
+    /// need more is refused and the packet left unacknowledged (default 1024). Bounds the
+    /// work a peer can cause per frame; an honest peer stays below `stream_recv_window /
+    /// 1200` fragments (every other full-size packet of a window lost), about 870 for the
+    /// default window, so raise it with the window. Too low a cap turns every tail-drop
+    /// burst deeper than the cap into refused packets that are sent again.
     pub max_recv_ranges: usize,
     /// Bytes of unreliable datagrams queued for sending; the oldest are dropped beyond it
     /// (default 64 KiB).
@@ -62,7 +66,7 @@ impl Default for TransportConfig {
             session_recv_window: 4 << 20,
             stream_send_buffer: 1 << 20,
             max_streams: 100,
-            max_recv_ranges: 64,
+            max_recv_ranges: 1024,
             datagram_send_queue: 64 << 10,
             datagram_recv_queue: 64 << 10,
             congestion: CongestionKind::Cubic,
@@ -129,6 +133,7 @@ impl TransportConfig {
             peer_max_ack_delay: self.max_ack_delay,
             congestion: self.congestion,
             initial_window: self.initial_window,
+            max_pto: super::MAX_PTO,
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct RecoveryConfig {
     pub congestion: CongestionKind,
     /// Initial window in bytes (`None`: RFC 9002 default for the MTU).
     pub initial_window: Option<u64>,
+    /// Longest backed-off probe timeout (default [`super::MAX_PTO`]).
+    pub max_pto: Duration,
 }
 
 impl Default for RecoveryConfig {

@@ -38,7 +38,9 @@ pub const PACKET_THRESHOLD: u64 = 3;
 /// Persistent congestion: this many PTO periods without any acknowledgement (RFC 9002
 /// §7.6.1: 3).
 pub const PERSISTENT_CONGESTION_THRESHOLD: u32 = 3;
-/// Longest probe timeout after backoff; the idle timeout ends the session long before.
+/// Longest probe timeout after backoff unless [`RecoveryConfig::max_pto`] says less
+/// (sessions cap it at a third of their idle timeout, so a path that still delivers some
+/// packets gets several probes before the session gives up on it).
 pub const MAX_PTO: Duration = Duration::from_secs(60);
 
 /// What became of a recorded frame.
@@ -134,6 +136,10 @@ pub struct Recovery<F> {
     cc: Congestion,
     pacer: Pacer,
     mtu: u16,
+    /// Packets declared lost so far (PMTU probes included).
+    lost_packets: u64,
+    /// Their bytes.
+    lost_bytes: u64,
 }
 
 impl<F: Copy> Recovery<F> {
@@ -163,6 +169,8 @@ impl<F: Copy> Recovery<F> {
             cc,
             pacer,
             mtu,
+            lost_packets: 0,
+            lost_bytes: 0,
         }
     }
 
@@ -225,12 +233,22 @@ impl<F: Copy> Recovery<F> {
             return;
         }
         let frames_start = self.frames_base + self.frames.len() as u64 - u64::from(n);
+        // RFC 9002 §7.8: a window the sender does not fill must not grow. Flow control (or
+        // an application writing slowly) can keep bytes in flight far below the window
+        // while every packet is "not application-limited"; growing on their ACKs would let
+        // the window run away from what the path was ever shown to carry (the simulator saw
+        // 3.7 MB windows on a path holding 1 MB). The window may grow while at least half
+        // of it is in flight, in slow start and congestion avoidance alike: a stricter rule
+        // for congestion avoidance (within three packets) starved paced flows, whose bytes
+        // in flight trail the window, and two CUBIC flows then shared a bottleneck 76:100.
+        let in_flight = self.bytes_in_flight.saturating_add(u64::from(size));
+        let underused = in_flight.saturating_mul(2) < self.cc.window();
         self.packets.push_back(SentPacket {
             counter,
             time_sent: now,
             size,
             in_flight: true,
-            app_limited,
+            app_limited: app_limited || underused,
             mtu_probe,
             state: State::Live,
             frames_start,
@@ -352,11 +370,13 @@ impl<F: Copy> Recovery<F> {
         Some((last + self.pto(), false))
     }
 
-    /// The current probe timeout including backoff, at most [`MAX_PTO`].
+    /// The current probe timeout including backoff, at most [`RecoveryConfig::max_pto`]
+    /// (but never below the un-backed-off PTO).
     pub fn pto(&self) -> Duration {
         let base = self.rtt.pto_base(self.config.peer_max_ack_delay);
         let factor = 1u32 << self.pto_count.min(16);
-        base.checked_mul(factor).unwrap_or(MAX_PTO).min(MAX_PTO)
+        let cap = self.config.max_pto.clamp(base, MAX_PTO.max(base));
+        base.checked_mul(factor).unwrap_or(cap).min(cap)
     }
 
     /// Declares lost every live packet below the largest acknowledged that is past the packet
@@ -417,6 +437,8 @@ impl<F: Copy> Recovery<F> {
         if let Some(sent) = newest_lost {
             self.cc.on_congestion_event(now, sent, persistent, bytes);
         }
+        self.lost_packets = self.lost_packets.saturating_add(u64::from(lost));
+        self.lost_bytes = self.lost_bytes.saturating_add(bytes);
         (lost, bytes, persistent)
     }
 
@@ -523,6 +545,11 @@ impl<F: Copy> Recovery<F> {
     /// The largest counter the peer acknowledged.
     pub fn largest_acked(&self) -> Option<u64> {
         self.largest_acked
+    }
+
+    /// Packets declared lost since the start (counting PMTU probes), and their bytes.
+    pub fn lost(&self) -> (u64, u64) {
+        (self.lost_packets, self.lost_bytes)
     }
 
     /// Entries in the sent-packet table (including finished ones not yet compacted).

@@ -62,6 +62,12 @@ impl Pacer {
             self.window = window;
             self.mtu = mtu;
         }
+        let needed = bytes.min(self.capacity);
+        if self.tokens >= needed {
+            // Enough in the bucket: the refill can wait until it runs short (it then adds
+            // the whole elapsed time's worth, capped at the capacity as always).
+            return None;
+        }
         let rtt_ns = smoothed_rtt.as_nanos().max(1);
         // Rate in bytes per ns = 5·w / (4·rtt); `w` is never below two datagrams so the
         // bucket always refills.
@@ -73,7 +79,6 @@ impl Pacer {
             self.tokens = self.tokens.saturating_add(refill).min(self.capacity);
             self.last_refill = now;
         }
-        let needed = bytes.min(self.capacity);
         if self.tokens >= needed {
             return None;
         }

@@ -23,8 +23,10 @@ pub const DEFAULT_MAX_ACK_RANGES: usize = 64;
 /// holding at most `max_ranges` ranges: on overflow the lowest range is dropped
 /// ([`RangeSet::new`]) or merged into the next ([`RangeSet::new_merging`]).
 ///
-/// Allocation: the backing deque is reserved for `max_ranges + 1` entries at construction
-/// and never grows past it.
+/// Allocation: the backing deque starts empty and grows only as ranges appear, never past
+/// `max_ranges + 1` entries; it keeps its capacity afterwards (so steady-state use does not
+/// allocate, and a set that never fragments costs nothing — a stream's sets are created with
+/// caps in the thousands).
 #[derive(Clone, Debug)]
 pub struct RangeSet {
     /// Descending by both ends: `ranges[i].0 > ranges[i + 1].1 + 1`.
@@ -38,7 +40,7 @@ impl RangeSet {
     pub fn new(max_ranges: usize) -> Self {
         let max_ranges = max_ranges.max(1);
         Self {
-            ranges: VecDeque::with_capacity(max_ranges + 1),
+            ranges: VecDeque::new(),
             max_ranges,
             merge_on_overflow: false,
         }
@@ -75,6 +77,13 @@ impl RangeSet {
         if lo > hi {
             return self.ranges.len();
         }
+        // Fast path: in-order data extends (or falls within) the highest range.
+        if let Some(&(f_lo, f_hi)) = self.ranges.front()
+            && lo >= f_lo
+            && lo <= f_hi.saturating_add(1)
+        {
+            return self.ranges.len();
+        }
         let a = self.ranges.partition_point(|r| r.0 > hi.saturating_add(1));
         let b = self.ranges.partition_point(|r| r.1.saturating_add(1) >= lo);
         if a >= b {
@@ -93,10 +102,15 @@ impl RangeSet {
         if lo > hi {
             return false;
         }
-        // Fast path: extending or equal to the highest range.
+        // Fast paths: within, extending, or above the highest range.
         if let Some(front) = self.ranges.front_mut() {
             if lo >= front.0 && hi <= front.1 {
                 return false;
+            }
+            if lo >= front.0 && lo <= front.1.saturating_add(1) {
+                // Nothing lies above the highest range: extend it in place.
+                front.1 = hi;
+                return true;
             }
             if lo > front.1.saturating_add(1) {
                 self.ranges.push_front((lo, hi));

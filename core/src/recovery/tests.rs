@@ -152,6 +152,46 @@ fn pto_backs_off_and_resets_on_ack() {
     assert_eq!(r.pto_count(), 0);
 }
 
+/// Regression (found by the simulator's transfer sweep): with the backoff capped only at
+/// 60 s, a sender whose ACKs were lost in a burst probed at 25 s, then 51 s after the last
+/// packet it heard, so the 45 s idle timeout ended a session whose path still delivered
+/// most packets. The cap a session sets (a third of its idle timeout) keeps probes coming.
+#[test]
+fn pto_backoff_respects_the_configured_cap() {
+    let t0 = crate::fuzzing::epoch();
+    let cap = Duration::from_secs(15);
+    let mut r: Recovery<u32> = Recovery::new(
+        RecoveryConfig {
+            max_pto: cap,
+            ..RecoveryConfig::default()
+        },
+        t0,
+        1200,
+    );
+    send(&mut r, t0, 0, &[7]);
+    let mut now = t0;
+    let mut probes = 0u64;
+    while now < t0 + Duration::from_secs(45) {
+        now = r.loss_detection_deadline().unwrap();
+        assert_eq!(r.on_timeout(now, |_, _| {}), TimeoutOutcome::Probe(2));
+        probes += 1;
+        assert!(r.pto() <= cap);
+        // The probe goes out (and is lost).
+        send(&mut r, now, probes, &[7]);
+    }
+    assert!(probes >= 6, "{probes} probes in 45 s");
+    // A cap below the base PTO does not shorten the base.
+    let tiny: Recovery<u32> = Recovery::new(
+        RecoveryConfig {
+            max_pto: Duration::from_millis(1),
+            ..RecoveryConfig::default()
+        },
+        t0,
+        1200,
+    );
+    assert_eq!(tiny.pto(), tiny.rtt().pto_base(Duration::from_millis(25)));
+}
+
 #[test]
 fn persistent_congestion_collapses_window() {
     let t0 = crate::fuzzing::epoch();

@@ -36,7 +36,7 @@ use crate::wire::header::{DATA_HEADER_LEN, TAG_LEN};
 
 pub use path::{PathInfo, PathProbe, RELAY_OVERHEAD, Route};
 pub use punch::NatLocal;
-pub use stats::{DropReason, NodeStats, SessionStats};
+pub use stats::{DropReason, FrameCounts, FrameKind, NodeStats, SessionStats};
 
 /// Shared node state a session needs while handling input or building output.
 pub(crate) struct Ctx<'a> {
@@ -188,6 +188,9 @@ pub(crate) struct Session {
     close_sends: u32,
     pub peer_confirmed: bool,
     pub rtt: Rtt,
+    /// `max(3 PTO, 1 s)` for the current `rtt`, kept up to date on every RTT sample (it is
+    /// needed for every packet opened).
+    discard_after: Duration,
     pub stats: SessionStats,
     /// Relay server only: datagrams to forward to this session's peer, with the peer they
     /// come from (bounded by [`MAX_RELAY_OUT`]; newest dropped when full).
@@ -274,6 +277,7 @@ impl Session {
             close_sends: 0,
             peer_confirmed: false,
             rtt: Rtt::default(),
+            discard_after: Self::discard_after_for(&Rtt::default()),
             stats: SessionStats::default(),
             relay_out: VecDeque::new(),
             relay_pool: Vec::new(),
@@ -319,14 +323,15 @@ impl Session {
         }
         let route = self.route;
         let max = buf.len().min(usize::from(ctx.config.max_udp_payload));
-        self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
+        self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
             Frame::Relay {
                 peer: *peer.as_bytes(),
                 data: inner,
             }
             .encode(w)
-            .ok()
-            .map(|()| transmit::PacketMeta::UNTRACKED)
+            .ok()?;
+            s.stats.tx_frames.add(FrameKind::Relay);
+            Some(transmit::PacketMeta::UNTRACKED)
         })
     }
 
@@ -357,12 +362,29 @@ impl Session {
         }
     }
 
+    /// How long this side stays silent before it sends a keepalive PING. The initiator uses
+    /// the configured interval; the responder waits half as long again, so on an idle
+    /// session the initiator's PINGs (and the responder's PONGs to them, which refresh the
+    /// responder's NAT mapping) are all that flows, instead of both sides pinging at once.
+    /// The responder still pings on its own if the initiator falls silent.
+    pub fn keepalive_interval(&self, config: &Config) -> Duration {
+        if self.initiator {
+            config.keepalive_interval
+        } else {
+            config.keepalive_interval + config.keepalive_interval / 2
+        }
+    }
+
     pub fn is_established(&self) -> bool {
         self.state == SessionState::Established
     }
 
     fn discard_after(&self) -> Duration {
-        (self.rtt.pto() * 3).max(Duration::from_secs(1))
+        self.discard_after
+    }
+
+    fn discard_after_for(rtt: &Rtt) -> Duration {
+        (rtt.pto() * 3).max(Duration::from_secs(1))
     }
 
     /// Moves to `Established` and tells the application.
@@ -372,6 +394,7 @@ impl Session {
             self.id,
             self.initiator,
             &ctx.config.transport,
+            ctx.config.idle_timeout,
             now,
         )));
         self.reported = true;
@@ -385,8 +408,10 @@ impl Session {
         }
         self.timers
             .set(TimerKind::Idle, now + ctx.config.idle_timeout);
-        self.timers
-            .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+        self.timers.set(
+            TimerKind::Keepalive,
+            now + self.keepalive_interval(ctx.config),
+        );
         self.send_observed = ctx.config.send_observed_addresses;
         if self.route.is_relay() {
             // Relay-first: tell the peer how we might be reached directly.
@@ -552,9 +577,12 @@ impl Session {
                 ctx.stats.drops.add(DropReason::BadFrames);
                 return;
             };
+            self.stats.rx_frames.add(FrameKind::of(&frame));
+            // A PONG is itself the answer to an ack-eliciting PING: acknowledging it would
+            // only add a packet to every keepalive round trip.
             if !matches!(
                 frame,
-                Frame::Ack(_) | Frame::Padding { .. } | Frame::Close { .. }
+                Frame::Ack(_) | Frame::Padding { .. } | Frame::Close { .. } | Frame::Pong { .. }
             ) {
                 eliciting = true;
             }
@@ -726,6 +754,7 @@ impl Session {
         };
         let rtt = now.saturating_duration_since(p.sent);
         self.rtt.sample(rtt);
+        self.discard_after = Self::discard_after_for(&self.rtt);
         if p.app {
             ctx.events.push_back(Event::Pong {
                 session: self.id,
@@ -760,8 +789,10 @@ impl Session {
         }
         if self.timers.take_expired(TimerKind::Keepalive, now) && self.is_established() {
             self.queue_ping(now, false, ctx.config);
-            self.timers
-                .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+            self.timers.set(
+                TimerKind::Keepalive,
+                now + self.keepalive_interval(ctx.config),
+            );
         }
         if self.timers.take_expired(TimerKind::PathProbe, now) {
             self.on_probe_timeout(now);

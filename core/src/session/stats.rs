@@ -182,4 +182,173 @@ pub struct SessionStats {
     pub key_updates: u64,
     /// Path changes after validation.
     pub path_changes: u64,
+    /// Frames sent, by type.
+    pub tx_frames: FrameCounts,
+    /// Frames received in authenticated packets, by type.
+    pub rx_frames: FrameCounts,
+}
+
+/// The kinds of frame a data packet carries (see `wire::frame`), for per-type counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum FrameKind {
+    /// PADDING (a run counts once).
+    Padding,
+    /// PING (keepalives, application pings, PTO and PMTU probes).
+    Ping,
+    /// PONG.
+    Pong,
+    /// ACK.
+    Ack,
+    /// RESET_STREAM.
+    ResetStream,
+    /// STOP_SENDING.
+    StopSending,
+    /// STREAM.
+    Stream,
+    /// MAX_DATA.
+    MaxData,
+    /// MAX_STREAM_DATA.
+    MaxStreamData,
+    /// MAX_STREAMS.
+    MaxStreams,
+    /// DATA_BLOCKED.
+    DataBlocked,
+    /// STREAM_DATA_BLOCKED.
+    StreamDataBlocked,
+    /// PATH_CHALLENGE.
+    PathChallenge,
+    /// PATH_RESPONSE.
+    PathResponse,
+    /// CLOSE.
+    Close,
+    /// DATAGRAM.
+    Datagram,
+    /// OBSERVED_ADDRESS.
+    ObservedAddress,
+    /// APP.
+    App,
+    /// RELAY.
+    Relay,
+    /// CANDIDATES.
+    Candidates,
+}
+
+impl FrameKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 20;
+
+    /// Every kind, in declaration order.
+    pub const ALL: [FrameKind; Self::COUNT] = [
+        FrameKind::Padding,
+        FrameKind::Ping,
+        FrameKind::Pong,
+        FrameKind::Ack,
+        FrameKind::ResetStream,
+        FrameKind::StopSending,
+        FrameKind::Stream,
+        FrameKind::MaxData,
+        FrameKind::MaxStreamData,
+        FrameKind::MaxStreams,
+        FrameKind::DataBlocked,
+        FrameKind::StreamDataBlocked,
+        FrameKind::PathChallenge,
+        FrameKind::PathResponse,
+        FrameKind::Close,
+        FrameKind::Datagram,
+        FrameKind::ObservedAddress,
+        FrameKind::App,
+        FrameKind::Relay,
+        FrameKind::Candidates,
+    ];
+
+    /// The kind of a decoded frame.
+    pub fn of(frame: &crate::wire::frame::Frame<'_>) -> Self {
+        use crate::wire::frame::Frame as F;
+        match frame {
+            F::Padding { .. } => Self::Padding,
+            F::Ping { .. } => Self::Ping,
+            F::Pong { .. } => Self::Pong,
+            F::Ack(_) => Self::Ack,
+            F::ResetStream { .. } => Self::ResetStream,
+            F::StopSending { .. } => Self::StopSending,
+            F::Stream { .. } => Self::Stream,
+            F::MaxData { .. } => Self::MaxData,
+            F::MaxStreamData { .. } => Self::MaxStreamData,
+            F::MaxStreams { .. } => Self::MaxStreams,
+            F::DataBlocked { .. } => Self::DataBlocked,
+            F::StreamDataBlocked { .. } => Self::StreamDataBlocked,
+            F::PathChallenge { .. } => Self::PathChallenge,
+            F::PathResponse { .. } => Self::PathResponse,
+            F::Close { .. } => Self::Close,
+            F::Datagram { .. } => Self::Datagram,
+            F::ObservedAddress { .. } => Self::ObservedAddress,
+            F::App { .. } => Self::App,
+            F::Relay { .. } => Self::Relay,
+            F::Candidates { .. } => Self::Candidates,
+        }
+    }
+
+    /// A stable snake_case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FrameKind::Padding => "padding",
+            FrameKind::Ping => "ping",
+            FrameKind::Pong => "pong",
+            FrameKind::Ack => "ack",
+            FrameKind::ResetStream => "reset_stream",
+            FrameKind::StopSending => "stop_sending",
+            FrameKind::Stream => "stream",
+            FrameKind::MaxData => "max_data",
+            FrameKind::MaxStreamData => "max_stream_data",
+            FrameKind::MaxStreams => "max_streams",
+            FrameKind::DataBlocked => "data_blocked",
+            FrameKind::StreamDataBlocked => "stream_data_blocked",
+            FrameKind::PathChallenge => "path_challenge",
+            FrameKind::PathResponse => "path_response",
+            FrameKind::Close => "close",
+            FrameKind::Datagram => "datagram",
+            FrameKind::ObservedAddress => "observed_address",
+            FrameKind::App => "app",
+            FrameKind::Relay => "relay",
+            FrameKind::Candidates => "candidates",
+        }
+    }
+}
+
+/// Frame counters by [`FrameKind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameCounts([u64; FrameKind::COUNT]);
+
+impl FrameCounts {
+    /// Frames of one kind.
+    pub fn get(&self, k: FrameKind) -> u64 {
+        self.0[k as usize]
+    }
+
+    /// All frames.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn add(&mut self, k: FrameKind) {
+        self.0[k as usize] += 1;
+    }
+
+    /// `(kind, count)` for every non-zero counter.
+    pub fn nonzero(&self) -> impl Iterator<Item = (FrameKind, u64)> + '_ {
+        FrameKind::ALL
+            .into_iter()
+            .map(|k| (k, self.get(k)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// The counts accumulated since `earlier` (a copy taken before).
+    pub fn since(&self, earlier: &FrameCounts) -> FrameCounts {
+        let mut out = *self;
+        for (o, e) in out.0.iter_mut().zip(earlier.0.iter()) {
+            *o = o.saturating_sub(*e);
+        }
+        out
+    }
 }

@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use super::transport::Sent;
-use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD};
+use super::{Ctx, Route, Session, SessionState, path::RELAY_OVERHEAD, stats::FrameKind};
 use crate::crypto::cookie;
+use crate::mtu::BASE_MTU;
 use crate::time::TimerKind;
 use crate::wire::codec::Writer;
 use crate::wire::frame::Frame;
@@ -41,11 +42,10 @@ impl Session {
                 let code = self.close_code;
                 let route = self.route;
                 let max = max_for(&route, limit);
-                return self.build_packet(now, &mut buf[..max], route, ctx, |_, w| {
-                    Frame::Close { code, reason: b"" }
-                        .encode(w)
-                        .ok()
-                        .map(|()| PacketMeta::UNTRACKED)
+                return self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
+                    Frame::Close { code, reason: b"" }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::Close);
+                    Some(PacketMeta::UNTRACKED)
                 });
             }
             SessionState::Established if keys_ready => {}
@@ -64,11 +64,10 @@ impl Session {
             // One response per challenge, no larger than it: never an amplifier. Answering
             // any address lets hole punching work (the peer's probe is how its NAT opened).
             let max = max_for(&to, limit);
-            let t = self.build_packet(now, &mut buf[..max], to, ctx, |_, w| {
-                Frame::PathResponse { data }
-                    .encode(w)
-                    .ok()
-                    .map(|()| PacketMeta::UNTRACKED)
+            let t = self.build_packet(now, &mut buf[..max], to, ctx, |s, w| {
+                Frame::PathResponse { data }.encode(w).ok()?;
+                s.stats.tx_frames.add(FrameKind::PathResponse);
+                Some(PacketMeta::UNTRACKED)
             });
             if let Some(p) = self.probe.as_mut()
                 && to.remote() == Some(p.addr)
@@ -85,11 +84,10 @@ impl Session {
             if p.may_send(len) {
                 let to = Route::direct(p.addr, p.local);
                 let data = p.challenge;
-                let t = self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
-                    Frame::PathChallenge { data }
-                        .encode(w)
-                        .ok()
-                        .map(|()| PacketMeta::UNTRACKED)
+                let t = self.build_packet(now, &mut buf[..limit], to, ctx, |s, w| {
+                    Frame::PathChallenge { data }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::PathChallenge);
+                    Some(PacketMeta::UNTRACKED)
                 });
                 if let (Some(p), Some((_, n))) = (self.probe.as_mut(), t) {
                     p.bytes_sent += n as u64;
@@ -114,6 +112,7 @@ impl Session {
                 Frame::ObservedAddress { seq, addr: remote }
                     .encode(w)
                     .ok()?;
+                s.stats.tx_frames.add(FrameKind::ObservedAddress);
                 if let Some(tp) = s.tp.as_mut() {
                     tp.recovery.push_frame(Sent::Observed);
                 }
@@ -126,11 +125,10 @@ impl Session {
         }
         self.send_observed = false;
         if let Some((to, data)) = self.poll_punch(now) {
-            return self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
-                Frame::PathChallenge { data }
-                    .encode(w)
-                    .ok()
-                    .map(|()| PacketMeta::UNTRACKED)
+            return self.build_packet(now, &mut buf[..limit], to, ctx, |s, w| {
+                Frame::PathChallenge { data }.encode(w).ok()?;
+                s.stats.tx_frames.add(FrameKind::PathChallenge);
+                Some(PacketMeta::UNTRACKED)
             });
         }
         if self.send_candidates {
@@ -145,6 +143,7 @@ impl Session {
                 let max = max_for(&route, limit);
                 return self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
                     Frame::Candidates { data: &enc[..n] }.encode(w).ok()?;
+                    s.stats.tx_frames.add(FrameKind::Candidates);
                     if let Some(tp) = s.tp.as_mut() {
                         tp.recovery.push_frame(Sent::Candidates);
                     }
@@ -167,8 +166,9 @@ impl Session {
                     data,
                 }
                 .encode(w)
-                .ok()
-                .map(|()| PacketMeta::UNTRACKED)
+                .ok()?;
+                s.stats.tx_frames.add(FrameKind::Relay);
+                Some(PacketMeta::UNTRACKED)
             });
             if let Some((_, data)) = self.relay_out.pop_front() {
                 self.relay_pool.push(data);
@@ -185,9 +185,11 @@ impl Session {
             && usize::from(size) <= buf.len()
         {
             let route = self.route;
-            let t = self.build_packet(now, &mut buf[..usize::from(size)], route, ctx, |_, w| {
+            let t = self.build_packet(now, &mut buf[..usize::from(size)], route, ctx, |s, w| {
                 (Frame::Ping { id: 0 }).encode(w).ok()?;
                 w.zeros(w.remaining()).ok()?;
+                s.stats.tx_frames.add(FrameKind::Ping);
+                s.stats.tx_frames.add(FrameKind::Padding);
                 Some(PacketMeta {
                     eliciting: true,
                     app_limited: true,
@@ -198,6 +200,26 @@ impl Session {
                 return t;
             }
         }
+        // Without the `fuzzing` test hook this runs once.
+        #[cfg_attr(not(feature = "fuzzing"), allow(clippy::never_loop))]
+        loop {
+            let t = self.build_data_packet(now, buf, limit, ctx);
+            #[cfg(feature = "fuzzing")]
+            if t.is_some() && self.tp.as_mut().is_some_and(|tp| tp.packet_hook_loses(now)) {
+                continue;
+            }
+            return t;
+        }
+    }
+
+    /// The data packet: ACK, PONGs, PINGs, then the transport's frames.
+    fn build_data_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        limit: usize,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Route, usize)> {
         let route = self.route;
         let max = self.max_packet(&route, buf.len(), limit);
         self.build_packet(now, &mut buf[..max], route, ctx, |s, w| {
@@ -207,28 +229,32 @@ impl Session {
                 || tp.probes > 0
                 || tp.streams.has_pending_output()
                 || !tp.dgram_out.is_empty();
-            let acked = tp.write_ack(now, w, other);
+            let counts = &mut s.stats.tx_frames;
+            let acked = tp.write_ack(now, w, other, counts);
             let mut eliciting = false;
+            let mut wrote_pong = false;
             while let Some(&id) = s.pongs_to_send.front() {
                 if (Frame::Pong { id }).encode(w).is_err() {
                     break;
                 }
                 s.pongs_to_send.pop_front();
-                eliciting = true;
+                counts.add(FrameKind::Pong);
+                // Not ack-eliciting (see `handle_data`): the PONG answers a PING.
+                wrote_pong = true;
             }
             while let Some(&id) = s.pings_to_send.front() {
                 if (Frame::Ping { id }).encode(w).is_err() {
                     break;
                 }
                 s.pings_to_send.pop_front();
+                counts.add(FrameKind::Ping);
                 eliciting = true;
             }
-            if eliciting && let Some(tp) = s.tp.as_mut() {
+            if eliciting {
                 tp.recovery.push_frame(Sent::Ping);
             }
-            let tp = s.tp.as_mut()?;
-            let (eliciting, app_limited) = tp.fill(now, w, max, eliciting);
-            (acked || eliciting).then_some(PacketMeta {
+            let (eliciting, app_limited) = tp.fill(now, w, max, eliciting, counts);
+            (acked || wrote_pong || eliciting).then_some(PacketMeta {
                 eliciting,
                 app_limited,
                 mtu_probe: false,
@@ -238,11 +264,19 @@ impl Session {
 
     /// Largest packet for `route`: the discovered path MTU on a direct route, what a relay
     /// can carry on a relayed one; never more than the caller's buffer.
+    ///
+    /// From the second probe timeout in a row on, probes use the base size: if the path MTU
+    /// shrank, every full-size packet vanishes, nothing is acknowledged and no loss is ever
+    /// declared, so the black-hole detector would never hear of it; a small probe gets
+    /// through, and its acknowledgement declares the large packets lost.
     fn max_packet(&self, route: &Route, buf_len: usize, base: usize) -> usize {
-        let mtu = self
-            .tp
-            .as_ref()
-            .map_or(base, |t| usize::from(t.mtu.current()).max(base));
+        let mtu = self.tp.as_ref().map_or(base, |t| {
+            if t.probes > 0 && t.recovery.pto_count() >= 2 {
+                usize::from(BASE_MTU).max(base)
+            } else {
+                usize::from(t.mtu.current()).max(base)
+            }
+        });
         match route {
             Route::Direct { .. } => mtu.min(buf_len),
             Route::Relay { .. } => max_for(route, base).min(buf_len),
@@ -340,8 +374,8 @@ impl Session {
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += len as u64;
         if self.state == SessionState::Established {
-            self.timers
-                .set(TimerKind::Keepalive, now + ctx.config.keepalive_interval);
+            let interval = self.keepalive_interval(ctx.config);
+            self.timers.set(TimerKind::Keepalive, now + interval);
         }
         Some((route, len))
     }

@@ -15,6 +15,7 @@ use crate::ids::SessionId;
 use crate::mtu::{BASE_MTU, MtuChange, MtuDiscovery};
 use crate::recovery::sack::AckTracker;
 use crate::recovery::{FrameFate, Recovery, TimeoutOutcome};
+use crate::session::stats::{FrameCounts, FrameKind};
 use crate::stream::{InitialLimits, InputError, SentFrame, StreamSet, TransportConfig};
 use crate::wire::codec::Writer;
 use crate::wire::frame::Frame;
@@ -70,6 +71,19 @@ pub(crate) struct Transport {
     pub max_ack_ranges: usize,
     /// A DatagramReceived event is owed.
     pub datagram_event: bool,
+    /// Test hook: sees the stream frames of every packet and may lose it.
+    #[cfg(feature = "fuzzing")]
+    pub packet_hook: Option<PacketHook>,
+}
+
+/// Test hook (feature `fuzzing`): called for every data packet that carries stream frames,
+/// with the time and those frames; when it returns true the packet is recorded as sent but
+/// never leaves the node, exactly like a loss on the wire.
+#[cfg(feature = "fuzzing")]
+pub(crate) struct PacketHook {
+    pub hook: crate::node::PacketHookFn,
+    /// Stream frames of the packet being built.
+    pub frames: Vec<SentFrame>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -82,17 +96,23 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
+    /// The transport of a session that just became established. Probe timeouts back off
+    /// to at most a third of `idle_timeout`, so a path that still delivers a fraction of the
+    /// packets is probed several times before the idle timer ends the session.
     pub fn new(
         session: SessionId,
         initiator: bool,
         config: &TransportConfig,
+        idle_timeout: Duration,
         now: Instant,
     ) -> Self {
         let mtu = MtuDiscovery::new(config.max_mtu, config.mtu_raise_interval);
         let base = mtu.current();
+        let mut recovery_config = config.recovery();
+        recovery_config.max_pto = recovery_config.max_pto.min(idle_timeout / 3);
         Self {
             streams: StreamSet::new(session, initiator, config, InitialLimits::default()),
-            recovery: Recovery::new(config.recovery(), now, base),
+            recovery: Recovery::new(recovery_config, now, base),
             acks: AckTracker::new(
                 config.max_ack_ranges,
                 config.max_ack_delay,
@@ -105,6 +125,8 @@ impl Transport {
             pacing_until: None,
             max_ack_ranges: config.max_ack_ranges,
             datagram_event: false,
+            #[cfg(feature = "fuzzing")]
+            packet_hook: None,
         }
     }
 
@@ -231,6 +253,7 @@ impl Transport {
         w: &mut Writer<'_>,
         size_hint: usize,
         eliciting_already: bool,
+        counts: &mut FrameCounts,
     ) -> (bool, bool) {
         let mut eliciting = eliciting_already;
         // Data may go if the window and pacer allow (probes ignore both).
@@ -248,21 +271,29 @@ impl Transport {
         }
         // Control frames (credit, resets) are small and always allowed.
         while let Some(f) = self.streams.write_control_frame(w) {
+            counts.add(control_kind(f));
             self.recovery.push_frame(Sent::Stream(f));
             eliciting = true;
         }
         let mut app_limited = true;
         if data_ok {
             while let WriteOutcome::Written(_) = self.dgram_out.write_frame(w) {
+                counts.add(FrameKind::Datagram);
                 eliciting = true;
             }
             while let Some(f) = self.streams.write_stream_frame(w) {
+                counts.add(FrameKind::Stream);
+                #[cfg(feature = "fuzzing")]
+                if let Some(h) = self.packet_hook.as_mut() {
+                    h.frames.push(f);
+                }
                 self.recovery.push_frame(Sent::Stream(f));
                 eliciting = true;
             }
             app_limited = !self.streams.has_pending_output();
         }
         if probing && !eliciting && (Frame::Ping { id: 0 }).encode(w).is_ok() {
+            counts.add(FrameKind::Ping);
             self.recovery.push_frame(Sent::Ping);
             eliciting = true;
         }
@@ -271,12 +302,19 @@ impl Transport {
 
     /// Writes an ACK frame first in a packet if one is due (or `piggyback` and anything is
     /// unreported).
-    pub fn write_ack(&mut self, now: Instant, w: &mut Writer<'_>, piggyback: bool) -> bool {
+    pub fn write_ack(
+        &mut self,
+        now: Instant,
+        w: &mut Writer<'_>,
+        piggyback: bool,
+        counts: &mut FrameCounts,
+    ) -> bool {
         if !(self.acks.wants_ack(now) || piggyback && self.acks.has_unreported()) {
             return false;
         }
         match self.acks.write_ack(now, w, self.max_ack_ranges) {
             Ok(Some(largest)) => {
+                counts.add(FrameKind::Ack);
                 self.recovery.push_frame(Sent::Ack(largest));
                 true
             }
@@ -307,6 +345,20 @@ impl Transport {
         }
     }
 
+    /// Test hook: whether the packet just built is to be lost (see [`PacketHook`]).
+    #[cfg(feature = "fuzzing")]
+    pub fn packet_hook_loses(&mut self, now: Instant) -> bool {
+        let Some(h) = self.packet_hook.as_mut() else {
+            return false;
+        };
+        if h.frames.is_empty() {
+            return false;
+        }
+        let lose = (h.hook)(now, &h.frames);
+        h.frames.clear();
+        lose
+    }
+
     /// The packet being built was abandoned.
     pub fn discard(&mut self) {
         self.recovery.discard_pending();
@@ -326,6 +378,20 @@ impl Transport {
         self.recovery.push_frame(Sent::MtuProbe { counter });
         self.recovery.on_mtu_probe_sent(now, counter, size);
         self.mtu.on_probe_sent(counter, size);
+    }
+}
+
+/// The frame type of a recorded stream control frame.
+fn control_kind(f: SentFrame) -> FrameKind {
+    match f {
+        SentFrame::Stream { .. } => FrameKind::Stream,
+        SentFrame::ResetStream { .. } => FrameKind::ResetStream,
+        SentFrame::StopSending { .. } => FrameKind::StopSending,
+        SentFrame::MaxStreamData { .. } => FrameKind::MaxStreamData,
+        SentFrame::MaxData => FrameKind::MaxData,
+        SentFrame::MaxStreams => FrameKind::MaxStreams,
+        // DATA_BLOCKED and STREAM_DATA_BLOCKED share a record.
+        SentFrame::Blocked => FrameKind::StreamDataBlocked,
     }
 }
 

@@ -39,6 +39,7 @@
 
 pub mod flow;
 pub mod recv;
+mod ring;
 pub mod send;
 
 #[cfg(test)]
@@ -353,6 +354,10 @@ pub struct StreamSet {
     control: VecDeque<(u32, u32)>,
     events: VecDeque<StreamEvent>,
     incoming: VecDeque<StreamId>,
+    /// Stream bytes sent for the first time.
+    bytes_sent: u64,
+    /// Stream bytes sent again after a loss.
+    bytes_resent: u64,
 }
 
 impl fmt::Debug for StreamSet {
@@ -400,6 +405,8 @@ impl StreamSet {
             control: VecDeque::new(),
             events: VecDeque::new(),
             incoming: VecDeque::new(),
+            bytes_sent: 0,
+            bytes_resent: 0,
         }
     }
 
@@ -543,7 +550,9 @@ impl StreamSet {
         None
     }
 
-    /// Writes as much of `data` as the send buffer and the peer's stream credit allow.
+    /// Writes as much of `data` as the send buffer and the peer's stream credit allow. When
+    /// it takes less than all of `data`, a [`StreamEvent::Writable`] follows once room
+    /// appears (as after `Blocked`), so a writer may wait for the event after a short write.
     ///
     /// # Errors
     /// [`WriteError::Blocked`] ⇒ wait for [`StreamEvent::Writable`]; see [`WriteError`].
@@ -552,6 +561,9 @@ impl StreamSet {
         let s = self.get_mut(id).ok_or(WriteError::UnknownStream)?;
         match s.send.write(data) {
             Ok(n) => {
+                if n < data.len() {
+                    s.want_writable = true;
+                }
                 if n > 0 {
                     self.schedule(id);
                 }
@@ -1156,6 +1168,8 @@ impl StreamSet {
                     s.queued = false;
                 }
                 self.send_credit.consume(chunk.new_bytes);
+                self.bytes_sent += chunk.new_bytes;
+                self.bytes_resent += chunk.len as u64 - chunk.new_bytes;
                 let q = &mut self.levels[li].queue;
                 q.pop_front();
                 if more {
@@ -1286,6 +1300,11 @@ impl StreamSet {
     /// Session send credit.
     pub fn session_send_credit(&self) -> &SendCredit {
         &self.send_credit
+    }
+
+    /// Stream data bytes sent so far: `(first transmissions, retransmissions)`.
+    pub fn bytes_sent(&self) -> (u64, u64) {
+        (self.bytes_sent, self.bytes_resent)
     }
 
     /// Total bytes buffered for sending and receiving over all streams (for memory checks).

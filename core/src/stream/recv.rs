@@ -12,9 +12,8 @@
 //! always fills and the stream cannot deadlock on the cap. FIN is reported (`Ok(None)` from [`RecvStream::read`]) only after every byte
 //! before it was read.
 
-use std::collections::VecDeque;
-
 use super::flow::FlowControlError;
+use super::ring::ByteRing;
 use crate::recovery::sack::RangeSet;
 
 /// A received frame or reset was refused.
@@ -88,7 +87,7 @@ pub struct Ingest {
 /// The receive half of one stream.
 #[derive(Clone, Debug)]
 pub struct RecvStream {
-    buf: VecDeque<u8>,
+    buf: ByteRing,
     read_offset: u64,
     received: RangeSet,
     max_ranges: usize,
@@ -103,7 +102,7 @@ impl RecvStream {
     /// An empty stream tracking at most `max_ranges` fragments.
     pub fn new(max_ranges: usize) -> Self {
         Self {
-            buf: VecDeque::new(),
+            buf: ByteRing::new(),
             read_offset: 0,
             received: RangeSet::new(max_ranges.saturating_add(1)),
             max_ranges,
@@ -184,21 +183,10 @@ impl RecvStream {
         if lo < end {
             let start = (lo - self.read_offset) as usize;
             let stop = (end - self.read_offset) as usize;
-            if self.buf.len() < stop {
-                self.buf.resize(stop, 0);
-            }
-            let src = &data[(lo - offset) as usize..];
-            let (a, b) = self.buf.as_mut_slices();
-            let mut copied = 0;
-            if start < a.len() {
-                let n = (a.len() - start).min(src.len());
-                a[start..start + n].copy_from_slice(&src[..n]);
-                copied = n;
-            }
-            if copied < src.len() {
-                let bstart = start + copied - a.len();
-                b[bstart..bstart + src.len() - copied].copy_from_slice(&src[copied..]);
-            }
+            // Bytes between the old end and `start` are a hole: the ring leaves them as
+            // they were (never read before they are received).
+            self.buf.set_len_at_least(stop);
+            self.buf.write_at(start, &data[(lo - offset) as usize..]);
             self.received.insert_range(lo, end - 1);
         }
         Ok(Ingest {
@@ -262,7 +250,7 @@ impl RecvStream {
         let from_a = n.min(a.len());
         buf[..from_a].copy_from_slice(&a[..from_a]);
         buf[from_a..n].copy_from_slice(&b[..n - from_a]);
-        self.buf.drain(..n);
+        self.buf.consume(n);
         self.read_offset += n as u64;
         self.received.remove_below(self.read_offset);
         *consumed = n as u64;

@@ -11,8 +11,7 @@
 //! send buffer and never beyond the peer's stream credit, so memory per stream stays within
 //! `min(send buffer, peer window)`.
 
-use std::collections::VecDeque;
-
+use super::ring::ByteRing;
 use crate::recovery::sack::RangeSet;
 
 /// Most acknowledged or retransmit ranges tracked per stream (each is one sent frame's
@@ -74,7 +73,7 @@ struct Reset {
 /// The send half of one stream.
 #[derive(Clone, Debug)]
 pub struct SendStream {
-    buf: VecDeque<u8>,
+    buf: ByteRing,
     base: u64,
     unsent: u64,
     acked: RangeSet,
@@ -95,7 +94,7 @@ impl SendStream {
     /// (and its port) before any data is written.
     pub fn new(capacity: u64, max_data: u64, announce: bool) -> Self {
         Self {
-            buf: VecDeque::new(),
+            buf: ByteRing::new(),
             base: 0,
             unsent: 0,
             acked: RangeSet::new(MAX_SEND_RANGES),
@@ -142,7 +141,7 @@ impl SendStream {
         if n == 0 && !data.is_empty() {
             return Err(WriteError::Blocked);
         }
-        self.buf.extend(&data[..n]);
+        self.buf.push(&data[..n]);
         Ok(n)
     }
 
@@ -373,7 +372,7 @@ impl SendStream {
                 && l <= self.base
             {
                 let new_base = h + 1;
-                self.buf.drain(..(new_base - self.base) as usize);
+                self.buf.consume((new_base - self.base) as usize);
                 self.base = new_base;
                 self.acked.pop_lowest();
                 self.retransmit.remove_below(self.base);

@@ -510,3 +510,32 @@ fn frames_written_parse_back() {
         (0, Some(443), 0, 10, false)
     );
 }
+
+/// Regression (found by the simulator's transfer sweep): a `write` that took only part of
+/// the data (the peer's credit ran out mid-write) did not arm `StreamWritable`, so a writer
+/// that waited for the event after a short write stalled forever once credit came back.
+#[test]
+fn short_write_arms_writable() {
+    let mut p = StreamPair::new(&config());
+    let id = p.sides[0].set.open(80).unwrap();
+    // The initial stream credit is 64 KiB: a 100 KiB write is short.
+    let n = p.write(0, id, 100 << 10).unwrap();
+    assert_eq!(n as u64, INITIAL_MAX_STREAM_DATA);
+    let mut accepted = None;
+    run(&mut p, 0, 7, |p| {
+        if accepted.is_none() {
+            accepted = p.sides[1].set.accept().map(|(s, _)| s);
+        }
+        if let Some(s) = accepted {
+            while let Ok(Some(_)) = p.read(1, s, 8192) {}
+        }
+    });
+    assert!(
+        p.sides[0]
+            .events
+            .contains(&StreamEvent::Writable { stream: id }),
+        "no StreamWritable after a short write: {:?}",
+        p.sides[0].events
+    );
+    assert!(p.sides[0].set.write_room(id).unwrap() > 0);
+}

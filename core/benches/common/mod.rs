@@ -1,0 +1,2 @@
+//! Code shared by benches and examples.
+pub mod transfer;

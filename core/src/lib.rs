@@ -93,7 +93,8 @@ pub use ids::SessionId;
 pub use io::{RecvMeta, Transmit};
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
-    RendezvousConfig, RendezvousError, RendezvousStatus, SendDatagramError, SessionInfo, Stream,
+    RendezvousConfig, RendezvousError, RendezvousProblem, RendezvousStatus, SendDatagramError,
+    SessionInfo, Stream,
 };
 pub use session::{DropReason, NodeStats, PathInfo, Route, SessionState, SessionStats};
 pub use stream::StreamId;

@@ -83,6 +83,8 @@ pub struct Host {
     pub(crate) realm: RealmId,
     pub(crate) ip: Ipv4Addr,
     pub(crate) port: u16,
+    pub(crate) extra_ports: Vec<u16>,
+    pub(crate) punch_ports: Vec<u16>,
     pub(crate) up: LinkState,
     pub(crate) down: LinkState,
     pub(crate) udp_blocked: bool,
@@ -112,6 +114,22 @@ impl Host {
     /// Its default socket (its address in its realm).
     pub fn addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.ip, self.port)
+    }
+
+    /// Every socket the host listens on: the default one first, then its extra ports.
+    pub fn sockets(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.port)
+            .chain(self.extra_ports.iter().copied())
+            .map(|p| SocketAddr::from((self.ip, p)))
+            .collect()
+    }
+
+    /// The host's extra hole-punching sockets.
+    pub fn punch_sockets(&self) -> Vec<SocketAddr> {
+        self.punch_ports
+            .iter()
+            .map(|p| SocketAddr::from((self.ip, *p)))
+            .collect()
     }
 
     /// Host → network link.

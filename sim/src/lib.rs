@@ -40,6 +40,7 @@ pub mod host;
 pub mod ids;
 pub mod link;
 pub mod log;
+pub mod matrix;
 pub mod nat;
 pub mod net;
 pub mod oracle;

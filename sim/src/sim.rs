@@ -355,6 +355,8 @@ impl Sim {
         }
         match ev {
             Ev::Start(h) => {
+                // What a driver does at start: tell the node its local sockets.
+                self.announce_sockets(h);
                 self.with_app(h, |app, cx| app.start(cx));
                 self.drain(h);
             }
@@ -511,6 +513,7 @@ impl Sim {
                 h.ip = ip;
                 self.dir.info[host.0 as usize].addr = SocketAddr::from((ip, h.port));
                 if notify {
+                    self.announce_sockets(host);
                     let now = self.instant();
                     if let HostKind::Node(n) = &mut self.hosts[host.0 as usize].kind {
                         n.node.handle_network_change(now);
@@ -559,6 +562,16 @@ impl Sim {
     }
 
     // ---- internals ----
+
+    /// Tells a node its local sockets (host candidates) and hole-punching sockets.
+    fn announce_sockets(&mut self, h: HostId) {
+        let host = &mut self.hosts[h.0 as usize];
+        let (sockets, punch) = (host.sockets(), host.punch_sockets());
+        if let HostKind::Node(n) = &mut host.kind {
+            n.node.set_local_addresses(&sockets);
+            n.node.set_punch_sockets(&punch);
+        }
+    }
 
     fn with_app(&mut self, h: HostId, f: impl FnOnce(&mut dyn crate::app::App, &mut AppCx<'_>)) {
         let mut timers = Vec::new();

@@ -1,29 +1,92 @@
-//! The paced probe schedule of one hole-punching attempt: every probe is the same
-//! authenticated PATH_CHALLENGE (its data is random per attempt), sent to each target in turn
-//! at a fixed pace, the real candidates repeatedly (both sides must have sent before either
-//! NAT lets the other in), predicted and sprayed ports once.
+//! The paced probe schedule of one hole-punching attempt. Every probe is the same
+//! authenticated PATH_CHALLENGE (its data is random per attempt). The plan's candidates are
+//! probed in [`CANDIDATE_ROUNDS`] rounds (both sides must have sent before either NAT lets
+//! the other in); the hard side's extra sockets and the easy side's birthday spray go out
+//! once, in the slots the candidates leave free. One probe per [`PROBE_INTERVAL`] per
+//! session, at most [`MAX_PROBES`] per attempt, and a node-wide [`ProbeBudget`] on top: a
+//! peer's candidate list cannot turn a node into a flood source.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Probes per second at most (paced: cheap routers drop bursts, and a malicious peer cannot
-/// turn us into a flood source).
+use super::Plan;
+
+/// Time between two probes of one attempt (200 per second).
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(5);
-/// Times each real candidate is probed.
+/// Times each candidate is probed.
 pub const CANDIDATE_ROUNDS: usize = 8;
 /// Time between rounds of candidate probes.
 pub const ROUND_INTERVAL: Duration = Duration::from_millis(300);
-/// An attempt gives up after this long.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// An attempt gives up this long after its last scheduled probe.
+pub const ATTEMPT_LINGER: Duration = Duration::from_secs(3);
 /// Most probes one attempt sends (bounds what a peer's candidate list can make us send).
 pub const MAX_PROBES: usize = 4096;
+/// Probes per second a whole node sends at most, over all sessions.
+pub const NODE_PROBES_PER_SEC: u32 = 1000;
+
+/// A node-wide token bucket for hole-punching probes.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeBudget {
+    tokens: u32,
+    last: Option<Instant>,
+}
+
+impl Default for ProbeBudget {
+    fn default() -> Self {
+        Self {
+            tokens: NODE_PROBES_PER_SEC / 10,
+            last: None,
+        }
+    }
+}
+
+impl ProbeBudget {
+    const CAP: u32 = NODE_PROBES_PER_SEC / 10;
+
+    fn refill(&mut self, now: Instant) {
+        let Some(last) = self.last else {
+            self.last = Some(now);
+            return;
+        };
+        let elapsed = now.saturating_duration_since(last);
+        let add = (elapsed.as_micros() * u128::from(NODE_PROBES_PER_SEC) / 1_000_000) as u64;
+        if add > 0 {
+            self.tokens = (u64::from(self.tokens) + add).min(u64::from(Self::CAP)) as u32;
+            self.last = Some(now);
+        }
+    }
+
+    /// Takes one probe's worth; false if the node is at its rate.
+    pub fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// When a token will next be available.
+    pub fn next_available(&self, now: Instant) -> Instant {
+        if self.tokens > 0 {
+            return now;
+        }
+        let per = Duration::from_micros(1_000_000 / u64::from(NODE_PROBES_PER_SEC));
+        self.last.map_or(now, |l| (l + per).max(now))
+    }
+}
+
+type Probe = (Instant, SocketAddr, Option<SocketAddr>);
 
 /// One hole-punching attempt.
 #[derive(Clone, Debug)]
 pub struct Punch {
     challenge: [u8; 8],
-    queue: VecDeque<(Instant, SocketAddr, Option<SocketAddr>)>,
+    /// Candidate rounds and learned addresses (served first).
+    primary: VecDeque<Probe>,
+    /// Hard-side socket probes and birthday spray (served when nothing primary is due).
+    bulk: VecDeque<Probe>,
     targets: Vec<SocketAddr>,
     next_at: Instant,
     deadline: Instant,
@@ -31,42 +94,45 @@ pub struct Punch {
 }
 
 impl Punch {
-    /// Schedules probes: the first `candidates` of `targets` in [`CANDIDATE_ROUNDS`] rounds,
-    /// the rest once; each from the default socket, and additionally the first candidate
-    /// from every socket in `extra_sockets` (so an endpoint-dependent NAT opens one mapping
-    /// per socket toward the peer: the hard side of birthday probing).
-    pub fn new(
-        now: Instant,
-        challenge: [u8; 8],
-        targets: Vec<SocketAddr>,
-        candidates: usize,
-        extra_sockets: &[SocketAddr],
-    ) -> Self {
-        let candidates = candidates.min(targets.len());
-        let mut queue = VecDeque::new();
+    /// Schedules the probes of `plan` from `now`; `sockets` are our extra sockets (used when
+    /// the plan has a socket target).
+    pub fn new(now: Instant, challenge: [u8; 8], plan: &Plan, sockets: &[SocketAddr]) -> Self {
+        let mut primary = VecDeque::new();
+        let mut budget = MAX_PROBES;
         for round in 0..CANDIDATE_ROUNDS {
             let at = now + ROUND_INTERVAL * round as u32;
-            for t in &targets[..candidates] {
-                queue.push_back((at, *t, None));
+            for t in plan.candidates.iter().take(budget) {
+                primary.push_back((at, *t, None));
             }
-            if round == 0 {
-                if let Some(first) = targets.first() {
-                    for s in extra_sockets {
-                        queue.push_back((at, *first, Some(*s)));
-                    }
-                }
-                for t in &targets[candidates..] {
-                    queue.push_back((at, *t, None));
-                }
-            }
+            budget = budget.saturating_sub(plan.candidates.len());
         }
-        queue.truncate(MAX_PROBES);
+        let mut bulk = VecDeque::new();
+        if let Some(target) = plan.socket_target {
+            for s in sockets.iter().take(super::MAX_PUNCH_SOCKETS.min(budget)) {
+                bulk.push_back((now, target, Some(*s)));
+            }
+            budget = budget.saturating_sub(bulk.len());
+        }
+        for t in plan.spray.iter().take(budget) {
+            bulk.push_back((now + plan.spray_delay, *t, None));
+        }
+        let mut targets = plan.candidates.clone();
+        targets.extend(&plan.spray);
+        if let Some(t) = plan.socket_target {
+            targets.push(t);
+        }
+        let probes = primary.len() + bulk.len();
+        let last_due = now
+            + ROUND_INTERVAL * (CANDIDATE_ROUNDS as u32 - 1)
+            + plan.spray_delay
+            + PROBE_INTERVAL * probes as u32;
         Self {
             challenge,
-            queue,
+            primary,
+            bulk,
             targets,
             next_at: now,
-            deadline: now + ATTEMPT_TIMEOUT,
+            deadline: last_due + ATTEMPT_LINGER,
             sent: 0,
         }
     }
@@ -76,16 +142,39 @@ impl Punch {
         self.challenge
     }
 
-    /// The next probe due at `now` (destination, local socket), or `None`.
-    pub fn poll(&mut self, now: Instant) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    fn front_due(&self, now: Instant) -> Option<bool> {
+        if self.primary.front().is_some_and(|p| p.0 <= now) {
+            return Some(true);
+        }
+        if self.bulk.front().is_some_and(|p| p.0 <= now) {
+            return Some(false);
+        }
+        None
+    }
+
+    /// The next probe due at `now` (destination, local socket), or `None`. Takes a token
+    /// from the node's `budget`.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        budget: &mut ProbeBudget,
+    ) -> Option<(SocketAddr, Option<SocketAddr>)> {
         if now >= self.deadline || now < self.next_at {
             return None;
         }
-        let &(at, dst, src) = self.queue.front()?;
-        if at > now {
+        let primary = self.front_due(now)?;
+        if !budget.take(now) {
+            // The node is at its probe rate: try again when a token is back.
+            self.next_at = budget
+                .next_available(now)
+                .max(now + Duration::from_micros(100));
             return None;
         }
-        self.queue.pop_front();
+        let (_, dst, src) = if primary {
+            self.primary.pop_front()?
+        } else {
+            self.bulk.pop_front()?
+        };
         self.sent += 1;
         self.next_at = now + PROBE_INTERVAL;
         Some((dst, src))
@@ -93,36 +182,45 @@ impl Punch {
 
     /// When [`Punch::poll`] may next return a probe.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let &(at, _, _) = self.queue.front()?;
-        Some(at.max(self.next_at)).filter(|t| *t < self.deadline)
+        let front = [self.primary.front(), self.bulk.front()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.0)
+            .min()?;
+        Some(front.max(self.next_at)).filter(|t| *t < self.deadline)
     }
 
-    /// Whether the attempt is over (every probe sent, or timed out).
+    /// Whether the attempt is over (every probe sent and the answers had time to come, or
+    /// timed out).
     pub fn is_done(&self, now: Instant) -> bool {
-        self.queue.is_empty() || now >= self.deadline
+        now >= self.deadline
     }
 
     /// Whether a PATH_RESPONSE with `data` from `from` answers this attempt.
     pub fn answers(&self, from: SocketAddr, data: &[u8; 8]) -> bool {
-        *data == self.challenge && (self.targets.contains(&from) || self.is_learned(from))
-    }
-
-    fn is_learned(&self, from: SocketAddr) -> bool {
-        self.queue.iter().any(|(_, d, _)| *d == from)
+        *data == self.challenge && self.targets.contains(&from)
     }
 
     /// Adds an address the peer's probes came from (peer-reflexive in ICE terms) at the
-    /// front of the schedule.
+    /// front of the schedule, a few times.
     pub fn learn(&mut self, now: Instant, addr: SocketAddr) {
-        if self.targets.contains(&addr) || self.queue.len() >= MAX_PROBES {
+        if self.targets.contains(&addr)
+            || self.sent + self.primary.len() + self.bulk.len() >= MAX_PROBES
+        {
             return;
         }
         self.targets.push(addr);
-        for round in 0..3u32 {
-            self.queue
+        for round in (0..3u32).rev() {
+            self.primary
                 .push_front((now + ROUND_INTERVAL * round, addr, None));
         }
-        self.queue.make_contiguous().sort_by_key(|(at, _, _)| *at);
+        self.primary.make_contiguous().sort_by_key(|(at, _, _)| *at);
+        self.deadline = self.deadline.max(now + ROUND_INTERVAL * 3 + ATTEMPT_LINGER);
+    }
+
+    /// When the attempt ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// Probes sent so far.
@@ -136,44 +234,115 @@ impl Punch {
 mod tests {
     use super::*;
 
-    #[test]
-    fn candidates_repeat_sprays_once_and_probes_are_paced() {
-        let t0 = Instant::now();
-        let c: Vec<SocketAddr> = vec!["1.1.1.1:1".parse().unwrap(), "2.2.2.2:2".parse().unwrap()];
-        let spray: Vec<SocketAddr> = (0..10)
-            .map(|p| format!("3.3.3.3:{}", 1000 + p).parse().unwrap())
-            .collect();
-        let mut targets = c.clone();
-        targets.extend(&spray);
-        let mut p = Punch::new(t0, [9; 8], targets, 2, &[]);
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn drain(p: &mut Punch, t0: Instant) -> Vec<(Instant, SocketAddr, Option<SocketAddr>)> {
+        let mut budget = ProbeBudget::default();
         let mut now = t0;
         let mut sent = Vec::new();
         while !p.is_done(now) {
-            if let Some(probe) = p.poll(now) {
-                sent.push((now, probe.0));
-                assert!(p.poll(now).is_none(), "paced");
+            if let Some((dst, src)) = p.poll(now, &mut budget) {
+                sent.push((now, dst, src));
+                assert!(p.poll(now, &mut budget).is_none(), "paced");
             }
-            now = p.next_timeout().unwrap_or(now + ATTEMPT_TIMEOUT);
+            now = p.next_timeout().unwrap_or(now + Duration::from_secs(60));
         }
-        assert_eq!(
-            sent.iter().filter(|s| s.1 == c[0]).count(),
-            CANDIDATE_ROUNDS
-        );
-        assert_eq!(
-            sent.iter().filter(|s| spray.contains(&s.1)).count(),
-            spray.len()
-        );
-        assert!(sent.windows(2).all(|w| w[1].0 - w[0].0 >= PROBE_INTERVAL));
-        assert!(p.answers(c[1], &[9; 8]));
-        assert!(!p.answers(c[1], &[8; 8]));
-        assert!(!p.answers("4.4.4.4:4".parse().unwrap(), &[9; 8]));
+        sent
     }
 
     #[test]
-    fn gives_up_after_the_timeout() {
+    fn candidates_repeat_bulk_goes_once_and_probes_are_paced() {
         let t0 = Instant::now();
-        let mut p = Punch::new(t0, [1; 8], vec!["1.1.1.1:1".parse().unwrap()], 1, &[]);
-        assert!(p.poll(t0 + ATTEMPT_TIMEOUT).is_none());
-        assert!(p.is_done(t0 + ATTEMPT_TIMEOUT));
+        let plan = Plan {
+            candidates: vec![a("1.1.1.1:1"), a("2.2.2.2:2")],
+            spray: (0..10)
+                .map(|p| a(&format!("3.3.3.3:{}", 1000 + p)))
+                .collect(),
+            spray_delay: Duration::from_millis(500),
+            socket_target: Some(a("1.1.1.1:1")),
+        };
+        let sockets: Vec<SocketAddr> = (0..4)
+            .map(|p| a(&format!("10.0.0.1:{}", 40000 + p)))
+            .collect();
+        let mut p = Punch::new(t0, [9; 8], &plan, &sockets);
+        let sent = drain(&mut p, t0);
+        assert_eq!(
+            sent.iter().filter(|s| s.1 == plan.candidates[1]).count(),
+            CANDIDATE_ROUNDS
+        );
+        // Candidates go first; the sockets fill the gaps.
+        assert_eq!(sent[0].1, plan.candidates[0]);
+        assert_eq!(sent[0].2, None);
+        let from_sockets: Vec<_> = sent.iter().filter_map(|s| s.2).collect();
+        assert_eq!(from_sockets, sockets);
+        let sprayed: Vec<_> = sent.iter().filter(|s| plan.spray.contains(&s.1)).collect();
+        assert_eq!(sprayed.len(), plan.spray.len());
+        assert!(sprayed.iter().all(|s| s.0 >= t0 + plan.spray_delay));
+        assert!(sent.windows(2).all(|w| w[1].0 - w[0].0 >= PROBE_INTERVAL));
+        assert!(p.answers(plan.candidates[1], &[9; 8]));
+        assert!(p.answers(plan.spray[3], &[9; 8]));
+        assert!(!p.answers(plan.candidates[1], &[8; 8]));
+        assert!(!p.answers(a("4.4.4.4:4"), &[9; 8]));
+    }
+
+    #[test]
+    fn a_huge_plan_is_capped() {
+        let t0 = Instant::now();
+        let plan = Plan {
+            candidates: (0..1000)
+                .map(|p| a(&format!("1.1.1.1:{}", 1000 + p)))
+                .collect(),
+            spray: (0..5000)
+                .map(|p| a(&format!("2.2.2.2:{}", 1000 + p)))
+                .collect(),
+            ..Plan::default()
+        };
+        let mut p = Punch::new(t0, [1; 8], &plan, &[]);
+        assert_eq!(drain(&mut p, t0).len(), MAX_PROBES);
+    }
+
+    #[test]
+    fn the_node_budget_paces_many_sessions() {
+        let t0 = Instant::now();
+        let plan = Plan {
+            candidates: (0..50)
+                .map(|p| a(&format!("1.1.1.1:{}", 1000 + p)))
+                .collect(),
+            ..Plan::default()
+        };
+        let mut punches: Vec<Punch> = (0..20)
+            .map(|_| Punch::new(t0, [1; 8], &plan, &[]))
+            .collect();
+        let mut budget = ProbeBudget::default();
+        let mut sent = 0u32;
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(1);
+        while now < end {
+            for p in &mut punches {
+                while p.poll(now, &mut budget).is_some() {
+                    sent += 1;
+                }
+            }
+            now += Duration::from_millis(1);
+        }
+        // One second: the burst plus the rate, not 20 sessions × 200.
+        assert!(
+            sent <= NODE_PROBES_PER_SEC + NODE_PROBES_PER_SEC / 10,
+            "{sent}"
+        );
+    }
+
+    #[test]
+    fn gives_up_after_the_deadline() {
+        let t0 = Instant::now();
+        let plan = Plan {
+            candidates: vec![a("1.1.1.1:1")],
+            ..Plan::default()
+        };
+        let p = Punch::new(t0, [1; 8], &plan, &[]);
+        assert!(!p.is_done(t0));
+        assert!(p.is_done(t0 + Duration::from_secs(30)));
     }
 }

@@ -47,7 +47,7 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut NodeStats,
     pub clock: &'a mut UnixClock,
     pub relay_in: &'a mut crate::node::RelayQueue,
-    pub nat: &'a NatLocal,
+    pub nat: &'a mut NatLocal,
 }
 
 /// Wall-clock time derived from the `Instant` timeline (captured once at `Node::new`), and
@@ -201,13 +201,18 @@ pub(crate) struct Session {
     punch: Option<crate::nat::Punch>,
     /// When to try punching again.
     next_punch: Option<Instant>,
+    /// Failed attempts in a row (for the retry backoff).
+    punch_failures: u32,
+    /// When the session moved to its current direct route.
+    direct_since: Option<Instant>,
     /// The relay route to fall back to when a direct path dies.
     pub relay_route: Option<Route>,
     /// What the peer told us about reaching it.
     peer_hints: Option<crate::nat::Hints>,
     /// Our CANDIDATES must be sent.
     send_candidates: bool,
-    candidates_sent: bool,
+    /// The generation of our candidates the peer was last sent.
+    candidates_gen: Option<u64>,
     pub(crate) observed_seq: u64,
 }
 
@@ -277,10 +282,12 @@ impl Session {
             tp: None,
             punch: None,
             next_punch: None,
+            punch_failures: 0,
+            direct_since: None,
             relay_route: None,
             peer_hints: None,
             send_candidates: false,
-            candidates_sent: false,
+            candidates_gen: None,
             observed_seq: 0,
         }
     }
@@ -385,7 +392,7 @@ impl Session {
         if self.route.is_relay() {
             // Relay-first: tell the peer how we might be reached directly.
             self.relay_route = Some(self.route);
-            self.send_candidates = !ctx.nat.host.is_empty() || ctx.nat.observed[0].is_some();
+            self.send_candidates = ctx.nat.has_candidates();
         }
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
         self.queue_ping(now, false, ctx.config);
@@ -471,6 +478,14 @@ impl Session {
         };
         if matches!(self.state, SessionState::Closed | SessionState::Draining) {
             ctx.stats.drops.add(DropReason::UnexpectedState);
+            return;
+        }
+        // A relayed packet must come through a relay from this session's own peer: another
+        // relay client cannot inject into (or replay onto) our session (Pilot S8, S9).
+        if let Route::Relay { peer, .. } = from
+            && self.peer.is_some_and(|p| p != peer)
+        {
+            ctx.stats.drops.add(DropReason::RelayDenied);
             return;
         }
         if !self.replay.check(counter) {
@@ -564,9 +579,9 @@ impl Session {
                 }
                 Frame::PathResponse { data } => {
                     if let Route::Direct { remote, local } = from
-                        && !self.on_punch_response(remote, local, &data, ctx)
+                        && !self.on_punch_response(now, remote, local, &data, ctx)
                     {
-                        self.on_path_response(remote, local, data, ctx);
+                        self.on_path_response(now, remote, local, data, ctx);
                     }
                 }
                 Frame::Candidates { data } => {
@@ -662,8 +677,11 @@ impl Session {
                     self.start_probe(now, remote, local, len, ctx);
                 }
                 // The peer went (back) to the relay: the relay vouches for the route and the
-                // packet is authenticated; follow it if it is the newest packet.
-                Route::Relay { .. } if newest => self.set_route(from, ctx),
+                // packet is authenticated; follow it if it is the newest packet (and our
+                // direct path is not so new that the peer may still be validating it).
+                Route::Relay { .. } if newest && self.may_follow_to_relay(now) => {
+                    self.set_route(now, from, ctx)
+                }
                 _ => {}
             }
         }

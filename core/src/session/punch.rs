@@ -1,8 +1,10 @@
 //! Hole punching inside a session: both sides exchange CANDIDATES over the session they
-//! already have (usually relayed), then probe every candidate with authenticated
-//! PATH_CHALLENGEs at a paced rate; the first answered probe gives a validated direct path
-//! and the session moves there. When a direct path dies (probe timeouts pile up) the
-//! session falls back to the relay it came from, and tries to punch again later.
+//! already have (usually relayed), then probe the planned addresses with authenticated
+//! PATH_CHALLENGEs at a paced rate (`nat::plan`, `nat::Punch`); the first answered probe
+//! gives a validated direct path and the session moves there. When a direct path dies
+//! (probe timeouts pile up, or the peer's new candidates no longer contain it) the session
+//! falls back to the relay it came from and punches again: at once when either side's
+//! candidates change (the exchange synchronises both sides), otherwise after a backoff.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::{Ctx, Route, Session, SessionState};
-use crate::nat::{self, Hints, Mapping, Punch};
+use crate::nat::{self, Hints, ProbeBudget, Punch};
 
 /// What this node knows about its own reachability (maintained by the node).
 #[derive(Clone, Debug, Default)]
@@ -21,50 +23,84 @@ pub struct NatLocal {
     pub observed: [Option<SocketAddr>; 2],
     /// Extra local sockets for the hard side of birthday probing.
     pub punch_sockets: Vec<SocketAddr>,
+    /// Bumped whenever what we would tell peers changes.
+    pub generation: u64,
+    /// Node-wide pacing of probes.
+    pub budget: ProbeBudget,
 }
 
 impl NatLocal {
-    /// Our mapping behaviour.
-    pub fn mapping(&self) -> Mapping {
-        Hints::classify(&self.host, self.observed).0
-    }
-
     /// The hints we send to peers.
     pub fn hints(&self) -> Hints {
         let (mapping, port_step) = Hints::classify(&self.host, self.observed);
-        let mut addrs: Vec<SocketAddr> = self.host.clone();
+        let mut reflexive: Vec<SocketAddr> = Vec::new();
         for o in self.observed.iter().flatten() {
-            if !addrs.contains(o) {
-                addrs.push(*o);
+            if !reflexive.contains(o) && !self.host.contains(o) {
+                reflexive.push(*o);
             }
         }
         Hints {
             mapping,
             local_port: self.host.first().map_or(0, SocketAddr::port),
             port_step,
-            addrs,
+            punch_sockets: self.punch_sockets.len().min(nat::MAX_PUNCH_SOCKETS) as u16,
+            host: self
+                .host
+                .iter()
+                .copied()
+                .take(nat::MAX_HOST_CANDIDATES)
+                .collect(),
+            reflexive,
         }
+    }
+
+    /// Whether there is anything worth telling a peer.
+    pub fn has_candidates(&self) -> bool {
+        !self.host.is_empty() || self.observed[0].is_some()
     }
 }
 
-/// Try to punch again this long after an attempt failed or a direct path died.
+/// First retry after a failed attempt; doubles per failure up to [`MAX_RETRY`].
 const RETRY_PUNCH: Duration = Duration::from_secs(30);
+/// Longest time between two attempts while relayed.
+const MAX_RETRY: Duration = Duration::from_secs(480);
+/// Punch again this long after falling back from a dead direct path (the other side
+/// notices about as fast; the NAT mappings opened by either stay up far longer).
+const REPUNCH_AFTER_FALLBACK: Duration = Duration::from_secs(2);
 /// Probe timeouts in a row that declare a direct path dead.
 const DEAD_PATH_PTOS: u32 = 3;
+/// For this long after moving to a direct path, relayed packets from the peer do not pull
+/// us back to the relay (the peer may not have validated its side yet).
+const DIRECT_GRACE: Duration = Duration::from_secs(3);
 
 impl Session {
-    /// Handles the peer's CANDIDATES: starts a punching attempt if we are not direct yet, and
-    /// answers with our own candidates once.
+    /// Handles the peer's CANDIDATES: remembers them, answers with ours when they changed
+    /// (so both sides punch at about the same time), and punches if we are relayed, or if
+    /// our direct path is no longer among them.
     pub(super) fn on_candidates(&mut self, now: Instant, data: &[u8], ctx: &mut Ctx<'_>) {
         let Some(hints) = Hints::decode(data) else {
             ctx.stats.drops.add(super::DropReason::BadFrames);
             return;
         };
-        if !self.candidates_sent {
-            self.send_candidates = true;
+        let changed = self.peer_hints.as_ref().is_some_and(|h| *h != hints);
+        let fresh = self.peer_hints.as_ref() != Some(&hints);
+        if changed || self.candidates_gen.is_none() {
+            self.send_candidates = ctx.nat.has_candidates();
+        }
+        if changed {
+            self.punch_failures = 0;
+        }
+        // Our direct path is stale if the peer no longer lists its address (its NAT or
+        // address changed): back to the relay at once rather than after the probe timeouts.
+        if let (Route::Direct { remote, .. }, Some(relay)) = (self.route, self.relay_route)
+            && changed
+            && stale(&hints, remote)
+        {
+            debug!(session = ?self.id, %remote, "peer's candidates moved; back to the relay");
+            self.set_route(now, relay, ctx);
         }
         self.peer_hints = Some(hints);
-        if self.route.is_relay() {
+        if self.route.is_relay() && (fresh || self.punch.is_none()) {
             self.start_punch(now, ctx);
         }
     }
@@ -73,33 +109,33 @@ impl Session {
         let Some(hints) = self.peer_hints.as_ref() else {
             return;
         };
-        let ours = ctx.nat.mapping();
-        let targets = nat::targets(hints, ours, ctx.rng);
-        if targets.is_empty() {
+        let ours = ctx.nat.hints();
+        let plan = nat::plan(hints, &ours, ctx.nat.punch_sockets.len(), ctx.rng);
+        if plan.is_empty() {
             return;
         }
-        let candidates = hints.addrs.len();
-        // The hard side of birthday probing opens one mapping per socket toward the peer.
-        let extra: &[SocketAddr] = if ours == Mapping::EndpointDependent
-            && matches!(
-                hints.mapping,
-                Mapping::EndpointIndependent | Mapping::Public
-            ) {
-            &ctx.nat.punch_sockets
-        } else {
-            &[]
-        };
         let mut challenge = [0u8; 8];
         ctx.rng.fill(&mut challenge);
-        debug!(session = ?self.id, targets = targets.len(), "hole punching");
-        self.punch = Some(Punch::new(now, challenge, targets, candidates, extra));
+        debug!(
+            session = ?self.id,
+            candidates = plan.candidates.len(),
+            spray = plan.spray.len(),
+            sockets = plan.socket_target.is_some(),
+            "hole punching"
+        );
+        self.punch = Some(Punch::new(now, challenge, &plan, &ctx.nat.punch_sockets));
         self.next_punch = None;
     }
 
     /// The next punching probe due now, if any.
-    pub(super) fn poll_punch(&mut self, now: Instant) -> Option<(Route, [u8; 8])> {
+    pub(super) fn poll_punch(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Route, [u8; 8])> {
         let p = self.punch.as_mut()?;
-        let (dst, src) = p.poll(now)?;
+        let (dst, src) = p.poll(now, &mut ctx.nat.budget)?;
+        ctx.stats.punch_probes += 1;
         Some((Route::direct(dst, src), p.challenge()))
     }
 
@@ -114,6 +150,7 @@ impl Session {
     /// A PATH_RESPONSE: does it answer our punching? Then move to that direct path.
     pub(super) fn on_punch_response(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         local: Option<SocketAddr>,
         data: &[u8; 8],
@@ -126,11 +163,65 @@ impl Session {
             return false;
         }
         debug!(session = ?self.id, %from, probes = p.sent(), "direct path found");
-        self.punch = None;
         if self.route.is_relay() {
-            self.set_route(Route::direct(from, local), ctx);
+            self.set_route(now, Route::direct(from, local), ctx);
         }
+        self.punch = None;
         true
+    }
+
+    /// Route bookkeeping for hole punching: a direct route ends punching; a relayed one
+    /// schedules the next attempt.
+    pub(super) fn on_route_change(&mut self, now: Instant, route: Route) {
+        match route {
+            Route::Direct { .. } => {
+                self.punch = None;
+                self.next_punch = None;
+                self.punch_failures = 0;
+                self.direct_since = Some(now);
+            }
+            Route::Relay { .. } => {
+                self.direct_since = None;
+                if self.punch.is_none() && self.peer_hints.is_some() {
+                    let at = now + REPUNCH_AFTER_FALLBACK;
+                    self.next_punch = Some(self.next_punch.map_or(at, |t| t.min(at)));
+                }
+                // Packets in flight went down the dead path: probe the new one at once
+                // instead of waiting out the backed-off probe timeout.
+                if let Some(tp) = self.tp.as_mut()
+                    && tp.recovery.bytes_in_flight() > 0
+                {
+                    tp.recovery.reset_pto_backoff();
+                    tp.probes = tp.probes.max(2);
+                }
+            }
+        }
+    }
+
+    /// Whether a relayed packet from the peer may pull us back to the relay: only when our
+    /// direct path is not brand new (the peer may still be validating its side).
+    pub(super) fn may_follow_to_relay(&self, now: Instant) -> bool {
+        let grace = DIRECT_GRACE.max(self.rtt.pto() * 3);
+        self.direct_since
+            .is_none_or(|t| now.saturating_duration_since(t) >= grace)
+    }
+
+    /// Our own address changed: a direct path most likely died with it, so move to the
+    /// relay now (the peer follows) and punch again once the new candidates are out.
+    pub(crate) fn on_network_change(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.punch = None;
+        self.punch_failures = 0;
+        if let (Route::Direct { .. }, Some(relay)) = (self.route, self.relay_route) {
+            self.set_route(now, relay, ctx);
+        }
+    }
+
+    /// Our candidates changed (new address, new observation): tell the peer.
+    pub(crate) fn on_local_candidates_changed(&mut self) {
+        if self.state == SessionState::Established && self.relay_route.is_some() {
+            self.send_candidates = true;
+            self.punch_failures = 0;
+        }
     }
 
     /// Punching and path-health timers.
@@ -141,16 +232,20 @@ impl Session {
         if self.punch.as_ref().is_some_and(|p| p.is_done(now)) {
             self.punch = None;
             if self.route.is_relay() {
-                self.next_punch = Some(now + RETRY_PUNCH);
+                self.punch_failures = self.punch_failures.saturating_add(1);
+                let backoff = RETRY_PUNCH
+                    .saturating_mul(1 << (self.punch_failures - 1).min(8))
+                    .min(MAX_RETRY);
+                self.next_punch = Some(now + backoff);
             }
         }
         if self.next_punch.is_some_and(|t| t <= now) {
             self.next_punch = None;
-            if self.route.is_relay() {
+            if self.route.is_relay() && self.punch.is_none() {
                 self.start_punch(now, ctx);
             }
         }
-        // A dead direct path: back to the relay, punch again later.
+        // A dead direct path: back to the relay, punch again soon.
         if let (Route::Direct { .. }, Some(relay)) = (self.route, self.relay_route)
             && self
                 .tp
@@ -158,8 +253,7 @@ impl Session {
                 .is_some_and(|t| t.recovery.pto_count() >= DEAD_PATH_PTOS)
         {
             debug!(session = ?self.id, "direct path dead; falling back to the relay");
-            self.set_route(relay, ctx);
-            self.next_punch = Some(now + RETRY_PUNCH / 3);
+            self.set_route(now, relay, ctx);
         }
     }
 
@@ -167,10 +261,21 @@ impl Session {
     pub(super) fn punch_next_timeout(&self) -> Option<Instant> {
         [
             self.punch.as_ref().and_then(Punch::next_timeout),
+            self.punch.as_ref().map(|p| p.deadline()),
             self.next_punch,
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+}
+
+/// Whether `remote` is no longer a plausible address of the peer described by `hints`.
+fn stale(hints: &Hints, remote: SocketAddr) -> bool {
+    let listed = hints.host.iter().chain(&hints.reflexive);
+    if hints.mapping.is_easy() {
+        !listed.clone().any(|a| *a == remote)
+    } else {
+        !listed.clone().any(|a| a.ip() == remote.ip())
     }
 }

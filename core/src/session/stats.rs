@@ -150,6 +150,8 @@ pub struct NodeStats {
     pub rejects_sent: u64,
     /// Key updates (either side started).
     pub key_updates: u64,
+    /// Hole-punching probes sent (every session).
+    pub punch_probes: u64,
     /// Dropped input by reason.
     pub drops: DropCounts,
 }

@@ -125,7 +125,7 @@ impl Session {
             });
         }
         self.send_observed = false;
-        if let Some((to, data)) = self.poll_punch(now) {
+        if let Some((to, data)) = self.poll_punch(now, ctx) {
             return self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
                 Frame::PathChallenge { data }
                     .encode(w)
@@ -135,7 +135,7 @@ impl Session {
         }
         if self.send_candidates {
             self.send_candidates = false;
-            self.candidates_sent = true;
+            self.candidates_gen = Some(ctx.nat.generation);
             let hints = ctx.nat.hints();
             let mut enc = [0u8; 512];
             let mut ew = Writer::new(&mut enc);

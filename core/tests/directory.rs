@@ -205,6 +205,26 @@ fn private_nodes_need_an_approved_trust_request() {
 }
 
 #[test]
+fn a_private_node_can_dial_a_public_one_through_the_relay() {
+    let mut net = Net::new();
+    let s = server(&mut net);
+    let private = client(&mut net, 1, s, "private", false);
+    let public = client(&mut net, 2, s, "public", true);
+    net.run_for(Duration::from_secs(1));
+    let pk = net.id(public);
+    let now = net.now;
+    let sp = net.nodes[private].node.connect_peer(now, pk).unwrap();
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(
+        net.established(private, pk),
+        Some(sp),
+        "{:?}",
+        net.nodes[private].events
+    );
+    assert!(net.ping(private, sp));
+}
+
+#[test]
 fn a_taken_hostname_is_refused_with_a_reason() {
     let mut net = Net::new();
     let s = server(&mut net);

@@ -473,6 +473,18 @@ fn s8_s9_relay_only_between_registered_nodes_that_may_talk() {
             .relay_allowed(now, &a.id.peer_id(), &private.id.peer_id(), 1200),
         Err(RelayDenied::NotAllowed)
     );
+    // A private node may dial a public one, and gets the answers back.
+    assert_eq!(
+        w.server
+            .relay_allowed(now, &private.id.peer_id(), &a.id.peer_id(), 1200),
+        Ok(())
+    );
+    assert_eq!(
+        w.server
+            .relay_allowed(now, &a.id.peer_id(), &private.id.peer_id(), 1200),
+        Ok(()),
+        "answers to the private dialer pass"
+    );
     // Offline targets are not relayed to.
     w.server.disconnected(&b.id.peer_id());
     assert_eq!(

@@ -262,6 +262,11 @@ impl Node {
             .filter_map(|s| self.session_info(s.id))
     }
 
+    /// Every peer marked trusted, in key order.
+    pub fn trusted_peers(&self) -> Vec<PeerId> {
+        self.trusted.iter().copied().collect()
+    }
+
     /// Whether `peer` may open sessions to this node under [`IncomingPolicy::TrustedOnly`](crate::IncomingPolicy).
     pub fn is_trusted(&self, peer: &PeerId) -> bool {
         self.trusted.contains(peer)

@@ -704,7 +704,15 @@ impl Server {
         if !self.nodes.contains_key(to) || !self.online.contains_key(to) {
             return Err(RelayDenied::TargetUnknown);
         }
-        if !self.visible(from, to) {
+        // Allowed if the target accepts the sender, or answers it: the target relayed to the
+        // sender within the last minute (a private node may dial a public one and get its
+        // answers back, like a stateful firewall).
+        let answering = self
+            .online
+            .get(to)
+            .and_then(|o| o.relay_peers.get(from))
+            .is_some_and(|last| now_ms.saturating_sub(*last) < 60_000);
+        if !answering && !self.visible(from, to) {
             return Err(RelayDenied::NotAllowed);
         }
         let (rate, cap, max_peers) = (

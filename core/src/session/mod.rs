@@ -203,10 +203,10 @@ pub(crate) struct Session {
     next_punch: Option<Instant>,
     /// Failed attempts in a row (for the retry backoff).
     punch_failures: u32,
-    /// When the session moved to its current direct route.
-    direct_since: Option<Instant>,
     /// The relay route to fall back to when a direct path dies.
     pub relay_route: Option<Route>,
+    /// When an authenticated packet last arrived on the current direct route.
+    pub(super) last_direct_rx: Option<Instant>,
     /// What the peer told us about reaching it.
     peer_hints: Option<crate::nat::Hints>,
     /// Our CANDIDATES must be sent.
@@ -283,8 +283,8 @@ impl Session {
             punch: None,
             next_punch: None,
             punch_failures: 0,
-            direct_since: None,
             relay_route: None,
+            last_direct_rx: None,
             peer_hints: None,
             send_candidates: false,
             candidates_gen: None,
@@ -661,6 +661,8 @@ impl Session {
         }
         if from.is_relay() {
             self.relay_route = Some(from);
+        } else if from == self.route {
+            self.last_direct_rx = Some(now);
         }
         if let Some(tp) = self.tp.as_mut() {
             tp.acks.on_packet_received(now, counter, eliciting);
@@ -677,10 +679,16 @@ impl Session {
                     self.start_probe(now, remote, local, len, ctx);
                 }
                 // The peer went (back) to the relay: the relay vouches for the route and the
-                // packet is authenticated; follow it if it is the newest packet (and our
-                // direct path is not so new that the peer may still be validating it).
-                Route::Relay { .. } if newest && self.may_follow_to_relay(now) => {
-                    self.set_route(now, from, ctx)
+                // packet is authenticated. Follow it only if our direct path has gone quiet
+                // (the peer may simply not have switched yet; following it would flap).
+                Route::Relay { .. }
+                    if newest
+                        && self.last_direct_rx.is_none_or(|t| {
+                            now.saturating_duration_since(t)
+                                > (self.rtt.pto() * 3).max(Duration::from_secs(1))
+                        }) =>
+                {
+                    self.set_route(now, from, ctx);
                 }
                 _ => {}
             }

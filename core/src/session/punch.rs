@@ -69,9 +69,6 @@ const MAX_RETRY: Duration = Duration::from_secs(480);
 const REPUNCH_AFTER_FALLBACK: Duration = Duration::from_secs(2);
 /// Probe timeouts in a row that declare a direct path dead.
 const DEAD_PATH_PTOS: u32 = 3;
-/// For this long after moving to a direct path, relayed packets from the peer do not pull
-/// us back to the relay (the peer may not have validated its side yet).
-const DIRECT_GRACE: Duration = Duration::from_secs(3);
 
 impl Session {
     /// Handles the peer's CANDIDATES: remembers them, answers with ours when they changed
@@ -178,10 +175,10 @@ impl Session {
                 self.punch = None;
                 self.next_punch = None;
                 self.punch_failures = 0;
-                self.direct_since = Some(now);
+                self.last_direct_rx = Some(now);
             }
             Route::Relay { .. } => {
-                self.direct_since = None;
+                self.last_direct_rx = None;
                 if self.punch.is_none() && self.peer_hints.is_some() {
                     let at = now + REPUNCH_AFTER_FALLBACK;
                     self.next_punch = Some(self.next_punch.map_or(at, |t| t.min(at)));
@@ -196,14 +193,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// Whether a relayed packet from the peer may pull us back to the relay: only when our
-    /// direct path is not brand new (the peer may still be validating its side).
-    pub(super) fn may_follow_to_relay(&self, now: Instant) -> bool {
-        let grace = DIRECT_GRACE.max(self.rtt.pto() * 3);
-        self.direct_since
-            .is_none_or(|t| now.saturating_duration_since(t) >= grace)
     }
 
     /// Our own address changed: a direct path most likely died with it, so move to the

@@ -67,6 +67,17 @@ pub enum Fault {
         /// Tell the node.
         notify: bool,
     },
+    /// The internet drops (or, with `blocked: false`, stops dropping) every datagram between
+    /// the two hosts' public addresses, both ways: their direct path dies while each still
+    /// reaches everyone else (the relay). Public addresses are taken when the fault applies.
+    Blackhole {
+        /// One host.
+        a: HostId,
+        /// The other.
+        b: HostId,
+        /// Drop or heal.
+        blocked: bool,
+    },
     /// Turn UDP blocking on or off for one host (both ways).
     HostBlockUdp {
         /// The host.

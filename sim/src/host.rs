@@ -26,6 +26,21 @@ pub struct RawDatagram {
     pub bytes: Vec<u8>,
 }
 
+/// A datagram a watched host sent or received (see `Sim::watch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// When.
+    pub at: Duration,
+    /// Sent by the host (else received).
+    pub outgoing: bool,
+    /// Source: the host's own socket when sent, the sender as seen after NATs when received.
+    pub src: SocketAddr,
+    /// Destination: as addressed when sent, the local socket when received.
+    pub dst: SocketAddr,
+    /// Payload.
+    pub bytes: Vec<u8>,
+}
+
 /// A raw UDP endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct RawHost {
@@ -93,6 +108,7 @@ pub struct Host {
     pub(crate) events: Vec<(Duration, Event)>,
     pub(crate) wake_at: Option<Duration>,
     pub(crate) wake_gen: u64,
+    pub(crate) captured: Option<Vec<Captured>>,
 }
 
 impl Host {
@@ -156,6 +172,11 @@ impl Host {
             HostKind::Raw(r) => Some(r),
             HostKind::Node(_) => None,
         }
+    }
+
+    /// What the host sent and received since `Sim::watch` (empty if not watched).
+    pub fn captured(&self) -> &[Captured] {
+        self.captured.as_deref().unwrap_or(&[])
     }
 
     /// Every node event so far, with its time.

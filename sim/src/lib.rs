@@ -51,9 +51,9 @@ pub mod sim;
 pub mod topology;
 pub mod trace;
 
-pub use app::{App, AppCx, Dialer, Idle, PeerInfo, Script};
+pub use app::{App, AppCx, Dialer, Idle, PeerInfo, Pump, PumpState, Script, pump_byte};
 pub use fault::{Direction, Fault};
-pub use host::{Host, RawDatagram};
+pub use host::{Captured, Host, RawDatagram};
 pub use ids::{HostId, NatId, PacketId, RealmId};
 pub use link::{LinkConfig, LinkPreset, Loss, Reorder};
 pub use nat::{Fallback, Filtering, Hairpin, Mapping, NatConfig, NatPreset, Pooling, PortAlloc};

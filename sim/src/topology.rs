@@ -320,6 +320,7 @@ impl Topology {
                 events: Vec::new(),
                 wake_at: None,
                 wake_gen: 0,
+                captured: None,
             });
         }
         Sim::assemble(

@@ -14,7 +14,9 @@
 //! - random endpoint-dependent mapping against an easy peer: birthday probing. The hard side
 //!   opens one mapping per extra socket toward the peer's reflexive address; the easy side
 //!   sprays random ports of the hard side's IP once those mappings exist (≈ 98 % per attempt
-//!   at 256 × 1024, `p2p-anchors.md` §2.2);
+//!   at 256 × 1024, `p2p-anchors.md` §2.2). A sequential-looking hard side does the same
+//!   behind its prediction (two random observations can look sequential by chance): the
+//!   prediction answers within the first round, before the spray would start;
 //! - both sides endpoint-dependent with at least one random: relay (no probe storm).
 
 pub mod punch;
@@ -258,9 +260,11 @@ pub fn plan(peer: &Hints, ours: &Hints, our_sockets: usize, rng: &mut NodeRng) -
     for a in &peer.host {
         push_unique(&mut p.candidates, *a);
     }
-    // Birthday probing, only between an easy side and a random hard side.
+    // Birthday probing between an easy side and an endpoint-dependent one. Against a
+    // sequential-looking NAT it is the fallback: prediction usually wins in the first round,
+    // long before the spray starts (and two random observations can look sequential).
     if ours.mapping.is_easy()
-        && peer.is_random()
+        && peer.mapping == Mapping::EndpointDependent
         && let Some(ip) = ip
     {
         let mut spray = Vec::with_capacity(BIRTHDAY_PROBES);
@@ -277,7 +281,7 @@ pub fn plan(peer: &Hints, ours: &Hints, our_sockets: usize, rng: &mut NodeRng) -
         let sockets = usize::from(peer.punch_sockets).min(MAX_PUNCH_SOCKETS) as u32;
         p.spray_delay = punch::PROBE_INTERVAL * sockets + SPRAY_MARGIN;
     }
-    if ours.is_random() && peer.mapping.is_easy() && our_sockets > 0 {
+    if ours.mapping == Mapping::EndpointDependent && peer.mapping.is_easy() && our_sockets > 0 {
         p.socket_target = peer.last_reflexive().or_else(|| peer.host.first().copied());
     }
     p
@@ -382,6 +386,9 @@ mod tests {
         let p = plan(&eim, &random, 256, &mut rng);
         assert_eq!(p.socket_target, Some(a("1.2.3.4:4000")));
         assert!(p.spray.is_empty());
+        // A sequential hard side opens its sockets too (behind its prediction).
+        let p = plan(&eim, &seq, 256, &mut rng);
+        assert_eq!(p.socket_target, Some(a("1.2.3.4:4000")));
         // Random against random or sequential: candidates only.
         for ours in [&random, &seq] {
             let p = plan(&random, ours, 256, &mut rng);

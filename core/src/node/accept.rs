@@ -254,6 +254,9 @@ impl Node {
         s.remote_index = init.sender;
         s.keys = keys;
         s.peer = peer;
+        if let Route::Relay { via, .. } = from {
+            s.relay_peer = self.relays.get(&via).copied();
+        }
         s.timers.set(
             TimerKind::HandshakeExpire,
             now + self.config.handshake_timeout,

@@ -1,6 +1,7 @@
 //! Writes the NAT matrix (issue 6, must-shows 1 and 2) to `sim/NAT_MATRIX.md`:
 //! `cargo run --release -p tern-sim --bin nat-matrix [-- SEEDS PROBABILISTIC_SEEDS [A B]]`.
-//! With two preset names it runs only that pair and prints each run.
+//! With two preset names it runs only that pair and prints each run (`SIM_SEED=n` for one
+//! seed, `SIM_LOG=debug` for its trace).
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ fn main() {
             NatPreset::from_name(a).expect("preset a"),
             NatPreset::from_name(b).expect("preset b"),
         );
-        for seed in 0..n {
+        for seed in tern_sim::seeds(n) {
             #[allow(clippy::disallowed_methods)]
             let t = Instant::now();
             let r = run_cell(a, b, seed);

@@ -268,13 +268,18 @@ pub fn plan(peer: &Hints, ours: &Hints, our_sockets: usize, rng: &mut NodeRng) -
         && let Some(ip) = ip
     {
         let mut spray = Vec::with_capacity(BIRTHDAY_PROBES);
+        let mut seen: std::collections::BTreeSet<u16> = p
+            .candidates
+            .iter()
+            .filter(|a| a.ip() == ip)
+            .map(SocketAddr::port)
+            .collect();
         let mut tries = 0;
         while spray.len() < BIRTHDAY_PROBES && tries < 4 * BIRTHDAY_PROBES {
             tries += 1;
             let port = 1024 + (rng.u32() % (65536 - 1024)) as u16;
-            let a = SocketAddr::new(ip, port);
-            if !p.candidates.contains(&a) && !spray.contains(&a) {
-                spray.push(a);
+            if seen.insert(port) {
+                spray.push(SocketAddr::new(ip, port));
             }
         }
         p.spray = spray;

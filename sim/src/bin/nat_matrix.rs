@@ -1,5 +1,7 @@
 //! Writes the NAT matrix (issue 6, must-shows 1 and 2) to `sim/NAT_MATRIX.md`:
-//! `cargo run --release -p tern-sim --bin nat-matrix [-- SEEDS PROBABILISTIC_SEEDS [A B]]`.
+//! `cargo run --release -p tern-sim --bin nat-matrix [-- SEEDS PROBABILISTIC_SEEDS [A B]]`
+//! (defaults 8 and 40; the simulation is deterministic, so the profile changes only the wall
+//! time).
 //! With two preset names it runs only that pair and prints each run (`SIM_SEED=n` for one
 //! seed, `SIM_LOG=debug` for its trace).
 

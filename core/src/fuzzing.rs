@@ -246,11 +246,11 @@ fn hints(data: &[u8]) {
         // The schedule: bounded, paced, and it ends.
         #[allow(clippy::disallowed_methods)] // a base instant for the schedule
         let t0 = Instant::now();
-        let mut punch = Punch::new(t0, [1; 8], &plan, &sockets);
+        let mut punch = Punch::new(t0, [1; 8], &plan, sockets.len());
         let mut budget = ProbeBudget::default();
         let (mut now, mut sent, mut last) = (t0, 0usize, None);
         while !punch.is_done(now) {
-            if punch.poll(now, &mut budget).is_some() {
+            if punch.poll(now, &mut budget, &sockets).is_some() {
                 sent += 1;
                 if let Some(l) = last {
                     assert!(now - l >= nat::punch::PROBE_INTERVAL);

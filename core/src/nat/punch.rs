@@ -7,7 +7,7 @@
 //! peer's candidate list cannot turn a node into a flood source.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::Plan;
@@ -77,60 +77,82 @@ impl ProbeBudget {
     }
 }
 
-type Probe = (Instant, SocketAddr, Option<SocketAddr>);
+/// Most peer-reflexive addresses one attempt learns.
+pub const MAX_LEARNED: usize = 16;
+/// Most candidates probed in rounds (a plan has far fewer; this bounds a hostile one).
+pub const MAX_ROUND_TARGETS: usize = 32;
 
-/// One hole-punching attempt.
+/// One hole-punching attempt. Compact: the rounds, the sockets and the spray are cursors
+/// over the plan, not a list of every probe (a few KiB per attempt at most).
 #[derive(Clone, Debug)]
 pub struct Punch {
     challenge: [u8; 8],
-    /// Candidate rounds and learned addresses (served first).
-    primary: VecDeque<Probe>,
-    /// Hard-side socket probes and birthday spray (served when nothing primary is due).
-    bulk: VecDeque<Probe>,
-    targets: Vec<SocketAddr>,
+    start: Instant,
+    /// Probed in rounds: `candidates[idx]` of round `round` is next.
+    candidates: Vec<SocketAddr>,
+    round: usize,
+    idx: usize,
+    /// Peer-reflexive addresses learned while punching, each probed a few times (first).
+    learned: VecDeque<(Instant, SocketAddr)>,
+    learned_targets: Vec<SocketAddr>,
+    /// Hard side: one probe from each extra socket (by index) to this address.
+    socket_target: Option<SocketAddr>,
+    sockets_total: usize,
+    sockets_sent: usize,
+    /// Easy side: the birthday spray.
+    spray_ip: Option<IpAddr>,
+    spray_ports: Vec<u16>,
+    spray_next: usize,
+    spray_at: Instant,
     next_at: Instant,
     deadline: Instant,
     sent: usize,
 }
 
 impl Punch {
-    /// Schedules the probes of `plan` from `now`; `sockets` are our extra sockets (used when
-    /// the plan has a socket target).
-    pub fn new(now: Instant, challenge: [u8; 8], plan: &Plan, sockets: &[SocketAddr]) -> Self {
-        let mut primary = VecDeque::new();
-        let mut budget = MAX_PROBES;
-        for round in 0..CANDIDATE_ROUNDS {
-            let at = now + ROUND_INTERVAL * round as u32;
-            for t in plan.candidates.iter().take(budget) {
-                primary.push_back((at, *t, None));
-            }
-            budget = budget.saturating_sub(plan.candidates.len());
-        }
-        let mut bulk = VecDeque::new();
-        if let Some(target) = plan.socket_target {
-            for s in sockets.iter().take(super::MAX_PUNCH_SOCKETS.min(budget)) {
-                bulk.push_back((now, target, Some(*s)));
-            }
-            budget = budget.saturating_sub(bulk.len());
-        }
-        for t in plan.spray.iter().take(budget) {
-            bulk.push_back((now + plan.spray_delay, *t, None));
-        }
-        let mut targets = plan.candidates.clone();
-        targets.extend(&plan.spray);
-        if let Some(t) = plan.socket_target {
-            targets.push(t);
-        }
-        let probes = primary.len() + bulk.len();
+    /// Schedules the probes of `plan` from `now`; `sockets` is how many extra sockets we
+    /// have (used when the plan has a socket target; [`Punch::poll`] gets the list).
+    pub fn new(now: Instant, challenge: [u8; 8], plan: &Plan, sockets: usize) -> Self {
+        let candidates: Vec<SocketAddr> = plan
+            .candidates
+            .iter()
+            .copied()
+            .take(MAX_ROUND_TARGETS)
+            .collect();
+        let sockets_total = if plan.socket_target.is_some() {
+            sockets.min(super::MAX_PUNCH_SOCKETS)
+        } else {
+            0
+        };
+        let spray_ip = plan.spray.first().map(SocketAddr::ip);
+        let spray_ports: Vec<u16> = plan
+            .spray
+            .iter()
+            .filter(|a| Some(a.ip()) == spray_ip)
+            .map(SocketAddr::port)
+            .take(super::BIRTHDAY_PROBES)
+            .collect();
+        let probes = (candidates.len() * CANDIDATE_ROUNDS + sockets_total + spray_ports.len())
+            .min(MAX_PROBES) as u32;
         let last_due = now
             + ROUND_INTERVAL * (CANDIDATE_ROUNDS as u32 - 1)
             + plan.spray_delay
-            + PROBE_INTERVAL * probes as u32;
+            + PROBE_INTERVAL * probes;
         Self {
             challenge,
-            primary,
-            bulk,
-            targets,
+            start: now,
+            candidates,
+            round: 0,
+            idx: 0,
+            learned: VecDeque::new(),
+            learned_targets: Vec::new(),
+            socket_target: plan.socket_target,
+            sockets_total,
+            sockets_sent: 0,
+            spray_ip,
+            spray_ports,
+            spray_next: 0,
+            spray_at: now + plan.spray_delay,
             next_at: now,
             deadline: last_due + ATTEMPT_LINGER,
             sent: 0,
@@ -142,27 +164,46 @@ impl Punch {
         self.challenge
     }
 
-    fn front_due(&self, now: Instant) -> Option<bool> {
-        if self.primary.front().is_some_and(|p| p.0 <= now) {
-            return Some(true);
-        }
-        if self.bulk.front().is_some_and(|p| p.0 <= now) {
-            return Some(false);
-        }
-        None
+    fn round_at(&self) -> Option<Instant> {
+        (self.round < CANDIDATE_ROUNDS && !self.candidates.is_empty())
+            .then(|| self.start + ROUND_INTERVAL * self.round as u32)
     }
 
-    /// The next probe due at `now` (destination, local socket), or `None`. Takes a token
-    /// from the node's `budget`.
+    fn sockets_at(&self) -> Option<Instant> {
+        (self.sockets_sent < self.sockets_total).then_some(self.start)
+    }
+
+    fn spray_at(&self) -> Option<Instant> {
+        (self.spray_next < self.spray_ports.len()).then_some(self.spray_at)
+    }
+
+    /// The earliest time something is due (before pacing).
+    fn due(&self) -> Option<Instant> {
+        if self.sent >= MAX_PROBES {
+            return None;
+        }
+        [
+            self.learned.front().map(|l| l.0),
+            self.round_at(),
+            self.sockets_at(),
+            self.spray_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next probe due at `now` (destination, local socket: one of `sockets`, or `None`
+    /// for the default one), or `None`. Takes a token from the node's `budget`.
     pub fn poll(
         &mut self,
         now: Instant,
         budget: &mut ProbeBudget,
+        sockets: &[SocketAddr],
     ) -> Option<(SocketAddr, Option<SocketAddr>)> {
-        if now >= self.deadline || now < self.next_at {
+        if now >= self.deadline || now < self.next_at || self.due()? > now {
             return None;
         }
-        let primary = self.front_due(now)?;
         if !budget.take(now) {
             // The node is at its probe rate: try again when a token is back.
             self.next_at = budget
@@ -170,24 +211,43 @@ impl Punch {
                 .max(now + Duration::from_micros(100));
             return None;
         }
-        let (_, dst, src) = if primary {
-            self.primary.pop_front()?
-        } else {
-            self.bulk.pop_front()?
-        };
         self.sent += 1;
         self.next_at = now + PROBE_INTERVAL;
-        Some((dst, src))
+        // Learned addresses and candidate rounds first; the bulk fills the gaps.
+        if self.learned.front().is_some_and(|l| l.0 <= now) {
+            return self.learned.pop_front().map(|(_, a)| (a, None));
+        }
+        if self.round_at().is_some_and(|t| t <= now) {
+            let dst = self.candidates[self.idx];
+            self.idx += 1;
+            if self.idx == self.candidates.len() {
+                self.idx = 0;
+                self.round += 1;
+            }
+            return Some((dst, None));
+        }
+        if let (Some(t), Some(dst)) = (self.sockets_at(), self.socket_target)
+            && t <= now
+        {
+            let src = sockets.get(self.sockets_sent).copied();
+            self.sockets_sent += 1;
+            if src.is_some() {
+                return Some((dst, src));
+            }
+        }
+        if let (Some(t), Some(ip)) = (self.spray_at(), self.spray_ip)
+            && t <= now
+        {
+            let port = self.spray_ports[self.spray_next];
+            self.spray_next += 1;
+            return Some((SocketAddr::new(ip, port), None));
+        }
+        None
     }
 
     /// When [`Punch::poll`] may next return a probe.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let front = [self.primary.front(), self.bulk.front()]
-            .into_iter()
-            .flatten()
-            .map(|p| p.0)
-            .min()?;
-        Some(front.max(self.next_at)).filter(|t| *t < self.deadline)
+        Some(self.due()?.max(self.next_at)).filter(|t| *t < self.deadline)
     }
 
     /// Whether the attempt is over (every probe sent and the answers had time to come, or
@@ -196,25 +256,29 @@ impl Punch {
         now >= self.deadline
     }
 
+    fn is_target(&self, a: SocketAddr) -> bool {
+        self.candidates.contains(&a)
+            || self.learned_targets.contains(&a)
+            || self.socket_target == Some(a)
+            || (self.spray_ip == Some(a.ip()) && self.spray_ports.contains(&a.port()))
+    }
+
     /// Whether a PATH_RESPONSE with `data` from `from` answers this attempt.
     pub fn answers(&self, from: SocketAddr, data: &[u8; 8]) -> bool {
-        *data == self.challenge && self.targets.contains(&from)
+        *data == self.challenge && self.is_target(from)
     }
 
     /// Adds an address the peer's probes came from (peer-reflexive in ICE terms) at the
     /// front of the schedule, a few times.
     pub fn learn(&mut self, now: Instant, addr: SocketAddr) {
-        if self.targets.contains(&addr)
-            || self.sent + self.primary.len() + self.bulk.len() >= MAX_PROBES
-        {
+        if self.is_target(addr) || self.learned_targets.len() >= MAX_LEARNED {
             return;
         }
-        self.targets.push(addr);
-        for round in (0..3u32).rev() {
-            self.primary
-                .push_front((now + ROUND_INTERVAL * round, addr, None));
+        self.learned_targets.push(addr);
+        for round in 0..3u32 {
+            self.learned.push_back((now + ROUND_INTERVAL * round, addr));
         }
-        self.primary.make_contiguous().sort_by_key(|(at, _, _)| *at);
+        self.learned.make_contiguous().sort_by_key(|(at, _)| *at);
         self.deadline = self.deadline.max(now + ROUND_INTERVAL * 3 + ATTEMPT_LINGER);
     }
 
@@ -238,14 +302,18 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn drain(p: &mut Punch, t0: Instant) -> Vec<(Instant, SocketAddr, Option<SocketAddr>)> {
+    fn drain(
+        p: &mut Punch,
+        t0: Instant,
+        sockets: &[SocketAddr],
+    ) -> Vec<(Instant, SocketAddr, Option<SocketAddr>)> {
         let mut budget = ProbeBudget::default();
         let mut now = t0;
         let mut sent = Vec::new();
         while !p.is_done(now) {
-            if let Some((dst, src)) = p.poll(now, &mut budget) {
+            if let Some((dst, src)) = p.poll(now, &mut budget, sockets) {
                 sent.push((now, dst, src));
-                assert!(p.poll(now, &mut budget).is_none(), "paced");
+                assert!(p.poll(now, &mut budget, sockets).is_none(), "paced");
             }
             now = p.next_timeout().unwrap_or(now + Duration::from_secs(60));
         }
@@ -266,8 +334,8 @@ mod tests {
         let sockets: Vec<SocketAddr> = (0..4)
             .map(|p| a(&format!("10.0.0.1:{}", 40000 + p)))
             .collect();
-        let mut p = Punch::new(t0, [9; 8], &plan, &sockets);
-        let sent = drain(&mut p, t0);
+        let mut p = Punch::new(t0, [9; 8], &plan, sockets.len());
+        let sent = drain(&mut p, t0, &sockets);
         assert_eq!(
             sent.iter().filter(|s| s.1 == plan.candidates[1]).count(),
             CANDIDATE_ROUNDS
@@ -299,8 +367,13 @@ mod tests {
                 .collect(),
             ..Plan::default()
         };
-        let mut p = Punch::new(t0, [1; 8], &plan, &[]);
-        assert_eq!(drain(&mut p, t0).len(), MAX_PROBES);
+        let mut p = Punch::new(t0, [1; 8], &plan, 0);
+        let sent = drain(&mut p, t0, &[]);
+        assert_eq!(
+            sent.len(),
+            MAX_ROUND_TARGETS * CANDIDATE_ROUNDS + crate::nat::BIRTHDAY_PROBES
+        );
+        assert!(sent.len() <= MAX_PROBES);
     }
 
     #[test]
@@ -312,16 +385,14 @@ mod tests {
                 .collect(),
             ..Plan::default()
         };
-        let mut punches: Vec<Punch> = (0..20)
-            .map(|_| Punch::new(t0, [1; 8], &plan, &[]))
-            .collect();
+        let mut punches: Vec<Punch> = (0..20).map(|_| Punch::new(t0, [1; 8], &plan, 0)).collect();
         let mut budget = ProbeBudget::default();
         let mut sent = 0u32;
         let mut now = t0;
         let end = t0 + Duration::from_secs(1);
         while now < end {
             for p in &mut punches {
-                while p.poll(now, &mut budget).is_some() {
+                while p.poll(now, &mut budget, &[]).is_some() {
                     sent += 1;
                 }
             }
@@ -341,7 +412,7 @@ mod tests {
             candidates: vec![a("1.1.1.1:1")],
             ..Plan::default()
         };
-        let p = Punch::new(t0, [1; 8], &plan, &[]);
+        let p = Punch::new(t0, [1; 8], &plan, 0);
         assert!(!p.is_done(t0));
         assert!(p.is_done(t0 + Duration::from_secs(30)));
     }

@@ -203,6 +203,8 @@ pub(crate) struct Session {
     next_punch: Option<Instant>,
     /// Failed attempts in a row (for the retry backoff).
     punch_failures: u32,
+    /// When the last attempt started (attempts restart at most every `MIN_RESTART`).
+    punch_started: Option<Instant>,
     /// The relay route to fall back to when a direct path dies.
     pub relay_route: Option<Route>,
     /// When an authenticated packet last arrived on the current direct route.
@@ -283,6 +285,7 @@ impl Session {
             punch: None,
             next_punch: None,
             punch_failures: 0,
+            punch_started: None,
             relay_route: None,
             last_direct_rx: None,
             peer_hints: None,

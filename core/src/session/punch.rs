@@ -67,6 +67,9 @@ const MAX_RETRY: Duration = Duration::from_secs(480);
 /// Punch again this long after falling back from a dead direct path (the other side
 /// notices about as fast; the NAT mappings opened by either stay up far longer).
 const REPUNCH_AFTER_FALLBACK: Duration = Duration::from_secs(2);
+/// New candidates restart punching at most this often (a peer re-sending changed
+/// candidates in a loop cannot make us start attempt after attempt).
+const MIN_RESTART: Duration = Duration::from_secs(2);
 /// Probe timeouts in a row that declare a direct path dead.
 const DEAD_PATH_PTOS: u32 = 3;
 
@@ -98,7 +101,13 @@ impl Session {
         }
         self.peer_hints = Some(hints);
         if self.route.is_relay() && (fresh || self.punch.is_none()) {
-            self.start_punch(now, ctx);
+            match self.punch_started {
+                Some(t) if now.saturating_duration_since(t) < MIN_RESTART => {
+                    let at = t + MIN_RESTART;
+                    self.next_punch = Some(self.next_punch.map_or(at, |n| n.min(at)));
+                }
+                _ => self.start_punch(now, ctx),
+            }
         }
     }
 
@@ -120,7 +129,13 @@ impl Session {
             sockets = plan.socket_target.is_some(),
             "hole punching"
         );
-        self.punch = Some(Punch::new(now, challenge, &plan, &ctx.nat.punch_sockets));
+        self.punch = Some(Punch::new(
+            now,
+            challenge,
+            &plan,
+            ctx.nat.punch_sockets.len(),
+        ));
+        self.punch_started = Some(now);
         self.next_punch = None;
     }
 
@@ -131,7 +146,7 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Option<(Route, [u8; 8])> {
         let p = self.punch.as_mut()?;
-        let (dst, src) = p.poll(now, &mut ctx.nat.budget)?;
+        let (dst, src) = p.poll(now, &mut ctx.nat.budget, &ctx.nat.punch_sockets)?;
         ctx.stats.punch_probes += 1;
         Some((Route::direct(dst, src), p.challenge()))
     }
@@ -230,7 +245,7 @@ impl Session {
         }
         if self.next_punch.is_some_and(|t| t <= now) {
             self.next_punch = None;
-            if self.route.is_relay() && self.punch.is_none() {
+            if self.route.is_relay() {
                 self.start_punch(now, ctx);
             }
         }

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p tern-bench --bin bench -- [--runs 5] [--mib 256] [--requests 10000]
 //!     [--warmup 1000] [--handshakes 200] [--rtt-size 1024] [--datagram 1200]
-//!     [--raw-rcvbuf-mib 64] [--only raw,quinn]
+//!     [--raw-rcvbuf-mib 64] [--only raw,quinn,tern-mio,tern-smol]
 //! ```
 //!
 //! Adding a contender (phase B: `tern-mio`, `tern-smol`): implement
@@ -18,6 +18,7 @@
 mod harness;
 mod quic;
 mod raw;
+mod tern;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -68,7 +69,7 @@ fn parse_args() -> Result<Options, String> {
                 return Err(
                     "usage: bench [--runs N] [--mib N] [--requests N] [--warmup N] \
                             [--handshakes N] [--rtt-size B] [--datagram B] [--raw-rcvbuf-mib N] \
-                            [--only raw,quinn]"
+                            [--only raw,quinn,tern-mio,tern-smol]"
                         .to_owned(),
                 );
             }
@@ -96,6 +97,12 @@ fn contenders(o: &Options) -> Result<Vec<Box<dyn Contender>>, BenchError> {
     }
     if wanted("quinn") {
         v.push(Box::new(quic::Quinn::new()?));
+    }
+    if wanted("tern-mio") {
+        v.push(Box::new(tern::TernMio::new()?));
+    }
+    if wanted("tern-smol") {
+        v.push(Box::new(tern::TernSmol::new()?));
     }
     Ok(v)
 }

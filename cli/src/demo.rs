@@ -101,22 +101,24 @@ fn story(step: &Step<'_>, tmp: &Path, alpha: &Path, bravo: &Path) -> Result<Valu
         ],
     )?;
     step.say(&format!("$ tern daemon start --hostname bravo\n  Daemon running (pid {})\n  Address: {}\n  Hostname: bravo  (private: only trusted peers get in)\n", b["pid"], text(&b, "address")));
-    // Registration is asynchronous: wait until the directory answers for bravo.
+    // Registration is asynchronous: wait until the directory has both.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let found = loop {
-        match step.tern(alpha, &["find", "--tag", "files"]) {
-            Ok(v) if v.as_array().is_some_and(|l| !l.is_empty()) => break v,
-            _ if Instant::now() > deadline => {
+    for home in [alpha, bravo] {
+        loop {
+            let i = step.tern(home, &["info"])?;
+            if i["registered"].as_bool() == Some(true) {
+                break;
+            }
+            if Instant::now() > deadline {
                 return Err(CliError::new(
                     "TIMEOUT",
-                    "bravo did not register",
+                    "a daemon did not register with the rendezvous",
                     "check the daemon logs",
                 ));
             }
-            _ => std::thread::sleep(Duration::from_millis(50)),
+            std::thread::sleep(Duration::from_millis(20));
         }
-    };
-    let _ = found;
+    }
     // Private nodes are listed only to peers they trust; alpha asks.
     step.say("$ tern --home alpha find bravo");
     match step.tern(alpha, &["find", "bravo"]) {

@@ -699,6 +699,7 @@ fn rendezvous(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     home.ensure()?;
     let listen: std::net::SocketAddr = listen.parse().map_err(|_| {

@@ -51,6 +51,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The session's keys reached their use limit; reconnect.
     KeysExhausted,
+    /// The peer no longer has this session (it restarted) and said so with a valid stateless
+    /// reset; connect again.
+    PeerReset,
 }
 
 /// Something the application should know about.

@@ -63,6 +63,10 @@ pub fn wire_decode(data: &[u8]) {
                 let n = header::write_reject(&mut out, receiver, reason).expect("fits");
                 assert_eq!(&out[..n], data);
             }
+            Header::Reset { index, token } => {
+                let n = header::write_reset(&mut out, index, &token).expect("fits");
+                assert_eq!(&out[..n], data);
+            }
             Header::Data { .. } => {}
         }
     }

@@ -119,6 +119,7 @@ pub struct Identity {
     x25519_secret: Zeroizing<[u8; 32]>,
     x25519_public: [u8; 32],
     peer_id: PeerId,
+    reset: crate::crypto::reset::ResetKey,
 }
 
 impl Identity {
@@ -136,6 +137,7 @@ impl Identity {
             x25519_secret,
             x25519_public,
             peer_id: PeerId(vk.to_bytes()),
+            reset: crate::crypto::reset::ResetKey::new(&secret),
         }
     }
 
@@ -157,6 +159,12 @@ impl Identity {
     /// The derived X25519 static secret (unclamped scalar bytes) for the Noise handshake.
     pub(crate) fn x25519_secret(&self) -> &[u8; 32] {
         &self.x25519_secret
+    }
+
+    /// The stateless reset token this node gives peers for its session index `index`
+    /// (the same after a restart: it derives from the long-term secret).
+    pub fn reset_token(&self, index: u32) -> crate::crypto::reset::Token {
+        self.reset.token(index)
     }
 
     /// The derived X25519 static public key.

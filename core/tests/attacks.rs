@@ -280,7 +280,7 @@ fn forged_init(
     let mut hs =
         Handshake::initiator(suite, attacker_id, Some(responder), &prologue, seed32).unwrap();
     let mut noise = [0u8; 256];
-    let n = hs.write_init(attacker_id, ts, &mut noise).unwrap();
+    let n = hs.write_init(attacker_id, ts, sender, &mut noise).unwrap();
     let mut out = vec![0u8; 1500];
     let len = header::write_init(
         &mut out,

@@ -47,12 +47,12 @@ pub(crate) enum StreamOp {
     Priority(i8),
 }
 
-/// A request from a handle.
 /// A closure run on the loop thread with the node.
 pub(crate) type NodeFn = Box<dyn FnOnce(&mut Node, Instant) + Send>;
 /// A read waiting for data: the most bytes wanted and where to answer.
-type PendingRead = (usize, Reply<Result<Vec<u8>, Error>>);
+type PendingRead = (usize, ReadReply);
 
+/// A request from a handle.
 pub(crate) enum Cmd {
     /// Runs a closure on the event-loop thread with the node (for core APIs the handle does
     /// not wrap: rendezvous requests, trust lists, status).
@@ -102,7 +102,7 @@ pub(crate) enum Cmd {
     Read {
         stream: StreamId,
         max: usize,
-        reply: Reply<Result<Vec<u8>, Error>>,
+        reply: ReadReply,
     },
     Write {
         stream: StreamId,
@@ -162,6 +162,10 @@ pub(crate) enum Cmd {
     },
     Shutdown,
 }
+
+/// Bytes read, and whether the end of the stream came right after them (so the handle can
+/// answer the next read with 0 without asking the loop).
+pub(crate) type ReadReply = Reply<Result<(Vec<u8>, bool), Error>>;
 
 /// A write waiting for the stream to take (all of) its bytes.
 struct PendingWrite {
@@ -797,12 +801,12 @@ impl Driver {
     }
 
     /// A read, or `None` when it must wait for `StreamReadable`.
-    fn try_read(&mut self, id: StreamId, max: usize) -> Option<Result<Vec<u8>, Error>> {
+    fn try_read(&mut self, id: StreamId, max: usize) -> Option<Result<(Vec<u8>, bool), Error>> {
         let Some(st) = self.w.streams.get_mut(&id) else {
             return Some(Err(Error::StreamClosed));
         };
         if st.eof {
-            return Some(Ok(Vec::new()));
+            return Some(Ok((Vec::new(), true)));
         }
         if let Some(e) = st.read_error() {
             return Some(Err(e));
@@ -812,10 +816,29 @@ impl Driver {
         };
         let n = max.min(self.scratch.len());
         match s.read(&mut self.scratch[..n]) {
-            Ok(Some(k)) => Some(Ok(self.scratch[..k].to_vec())),
+            Ok(Some(mut k)) => {
+                // Take what else is readable now, and notice an end that follows the data,
+                // which saves the handle a round trip for the final 0.
+                while k < n {
+                    match s.read(&mut self.scratch[k..n]) {
+                        Ok(Some(more)) if more > 0 => k += more,
+                        Ok(None) => {
+                            st.eof = true;
+                            break;
+                        }
+                        // A reset is remembered (`on_reset`) and reported by the next read.
+                        Err(ReadError::Reset(c)) => {
+                            st.on_reset(c);
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                Some(Ok((self.scratch[..k].to_vec(), st.eof)))
+            }
             Ok(None) => {
                 st.eof = true;
-                Some(Ok(Vec::new()))
+                Some(Ok((Vec::new(), true)))
             }
             Err(ReadError::Blocked) => None,
             Err(ReadError::Reset(c)) => Some(Err(st.on_reset(c))),
@@ -1175,7 +1198,7 @@ impl Driver {
             st.closed = Some(reason);
             if let Some((_, r)) = st.read.take() {
                 let _ = r.send(if st.eof {
-                    Ok(Vec::new())
+                    Ok((Vec::new(), true))
                 } else {
                     Err(Error::SessionClosed(reason))
                 });

@@ -529,6 +529,8 @@ pub struct Stream {
     endpoint: Endpoint,
     id: StreamId,
     port: u16,
+    /// The loop reported the end of the stream: reads return 0 without asking it.
+    eof: bool,
     /// Releases the stream when the last clone is dropped.
     _release: Arc<Release>,
 }
@@ -564,6 +566,7 @@ impl Stream {
             endpoint,
             id,
             port,
+            eof: false,
             _release: release,
         }
     }
@@ -576,6 +579,7 @@ impl Stream {
             endpoint: self.endpoint.clone(),
             id: self.id,
             port: self.port,
+            eof: self.eof,
             _release: self._release.clone(),
         }
     }
@@ -603,15 +607,16 @@ impl Stream {
     /// [`Error::SessionClosed`], [`Error::StreamClosed`] (after [`stop`](Self::stop)),
     /// [`Error::EndpointClosed`].
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        if buf.is_empty() {
+        if buf.is_empty() || self.eof {
             return Ok(0);
         }
         let stream = self.id;
         let max = buf.len();
-        let data = self
+        let (data, eof) = self
             .endpoint
             .inner
             .call(|reply| Cmd::Read { stream, max, reply })??;
+        self.eof = eof;
         buf[..data.len()].copy_from_slice(&data);
         Ok(data.len())
     }

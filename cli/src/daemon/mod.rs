@@ -158,6 +158,11 @@ pub fn status(home: &Home) -> Result<Value, CliError> {
     }))
 }
 
+/// How long a command waits for the directory before giving up.
+const ASK_DEADLINE: Duration = Duration::from_secs(10);
+/// A directory request unanswered for this long is sent again.
+const ASK_RETRY: Duration = Duration::from_secs(2);
+
 /// Shared daemon state.
 pub struct Daemon {
     pub home: Home,
@@ -173,38 +178,66 @@ pub struct Daemon {
 
 impl Daemon {
     /// Sends a directory request and waits for the answer.
+    ///
+    /// Rides out a reconnection: while the control channel is down (the server restarted,
+    /// say) it waits for it to come back, and a request that goes unanswered for
+    /// [`ASK_RETRY`] is sent again. Gives up after [`ASK_DEADLINE`].
     pub fn ask(&self, req: RdvRequest) -> Result<RdvResponse, CliError> {
-        let id = self
-            .ep
-            .with_node(move |n, now| n.rendezvous_request(now, req))
-            .map_err(|e| from_driver(&e))?
-            .map_err(|e| match e {
-                RendezvousError::NotConfigured => CliError::new("NO_RENDEZVOUS", "no rendezvous server configured", "start the daemon with --rendezvous ADDR#KEY"),
-                _ => CliError::new(
-                    "RENDEZVOUS_UNREACHABLE",
-                    format!("not connected to the rendezvous server at {}", self.rdv.server),
-                    "check that it runs and is reachable (tern netcheck); the daemon keeps retrying",
+        let deadline = Instant::now() + ASK_DEADLINE;
+        let unreachable = || {
+            CliError::new(
+                "RENDEZVOUS_UNREACHABLE",
+                format!(
+                    "not connected to the rendezvous server at {}",
+                    self.rdv.server
                 ),
-            })?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut wait = Duration::from_micros(200);
+                "check that it runs and is reachable (tern netcheck); the daemon keeps retrying",
+            )
+        };
         loop {
-            if let Some(r) = self
+            let body = req.clone();
+            let sent = self
                 .ep
-                .with_node(move |n, _| n.take_rendezvous_response(id))
-                .map_err(|e| from_driver(&e))?
-            {
-                return Ok(r);
+                .with_node(move |n, now| n.rendezvous_request(now, body))
+                .map_err(|e| from_driver(&e))?;
+            let id = match sent {
+                Ok(id) => id,
+                Err(RendezvousError::NotConfigured) => {
+                    return Err(CliError::new(
+                        "NO_RENDEZVOUS",
+                        "no rendezvous server configured",
+                        "start the daemon with --rendezvous ADDR#KEY",
+                    ));
+                }
+                Err(_) if Instant::now() + Duration::from_millis(100) < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                Err(_) => return Err(unreachable()),
+            };
+            let retry_at = (Instant::now() + ASK_RETRY).min(deadline);
+            let mut wait = Duration::from_micros(200);
+            loop {
+                if let Some(r) = self
+                    .ep
+                    .with_node(move |n, _| n.take_rendezvous_response(id))
+                    .map_err(|e| from_driver(&e))?
+                {
+                    return Ok(r);
+                }
+                if Instant::now() > retry_at {
+                    break;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(20));
             }
-            if Instant::now() > deadline {
+            if Instant::now() >= deadline {
                 return Err(CliError::new(
                     "TIMEOUT",
                     "the rendezvous server did not answer",
                     "check it with tern netcheck; try again",
                 ));
             }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_millis(20));
         }
     }
 
@@ -234,15 +267,27 @@ impl Daemon {
     }
 
     /// The human name of a peer.
+    ///
+    /// Looks the peer up in the directory the first time (and remembers the
+    /// answer); falls back to the short key when the directory does not know it.
     pub fn label(&self, peer: &PeerId) -> String {
-        self.names
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(peer)
-                    .map(|(h, a)| h.clone().unwrap_or_else(|| a.to_string()))
-            })
-            .unwrap_or_else(|| peer.short())
+        let known = |m: &BTreeMap<PeerId, (Option<String>, Address)>| {
+            m.get(peer)
+                .map(|(h, a)| h.clone().unwrap_or_else(|| a.to_string()))
+        };
+        if let Some(l) = self.names.lock().ok().and_then(|m| known(&m)) {
+            return l;
+        }
+        if let Ok(RdvResponse::Resolved(e)) = self.ask(RdvRequest::Resolve(Query::Peer(*peer))) {
+            let r = &e.record;
+            if let Ok(mut m) = self.names.lock() {
+                m.insert(r.peer, (r.hostname.clone(), r.address));
+                if let Some(l) = known(&m) {
+                    return l;
+                }
+            }
+        }
+        peer.short()
     }
 
     /// Re-publishes the registration from the settings.
@@ -370,6 +415,7 @@ pub fn run(home: &Home) -> Result<(), CliError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     home.ensure()?;
     let identity = home.identity()?;

@@ -8,10 +8,12 @@
 //!
 //! | message | payload |
 //! |---|---|
-//! | IK 1 | initiator Ed25519 key (32), timestamp ns (u64) |
+//! | IK 1 | initiator Ed25519 key (32), timestamp ns (u64), initiator reset token (16) |
 //! | XX 1 | empty |
-//! | 2 | status (u8), responder index (u32), AEAD choice (u8), [XX: responder Ed25519 key (32)] |
-//! | XX 3 | initiator Ed25519 key (32) |
+//! | 2 | status (u8), responder index (u32), AEAD choice (u8), responder reset token (16), [XX: responder Ed25519 key (32)] |
+//! | XX 3 | initiator Ed25519 key (32), initiator reset token (16) |
+//!
+//! Reset tokens (see `reset`) are for the sender's own session index.
 //!
 //! Randomness for ephemeral keys comes from a per-handshake seed drawn from the node's
 //! seeded RNG (a custom `snow` resolver), so whole runs are reproducible.
@@ -23,6 +25,7 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
 use super::aead::AeadKind;
+use super::reset::{TOKEN_LEN, Token};
 use crate::identity::{Identity, PeerId};
 
 /// Largest Noise message tern sends (XX message 2 with its payload is 134 bytes).
@@ -174,6 +177,8 @@ pub enum Recipe {
         seed: [u8; 32],
         /// IK timestamp.
         timestamp_ns: u64,
+        /// Our session index (its reset token goes in the IK payload).
+        local_index: u32,
     },
     /// An XX responder that has read message 1 and written message 2.
     ResponderXx {
@@ -209,10 +214,11 @@ impl Recipe {
                 prologue,
                 seed,
                 timestamp_ns,
+                local_index,
             } => {
                 let mut hs =
                     Handshake::initiator(*suite, identity, responder.as_ref(), prologue, *seed)?;
-                hs.write_init(identity, *timestamp_ns, &mut scratch)?;
+                hs.write_init(identity, *timestamp_ns, *local_index, &mut scratch)?;
                 Ok(hs)
             }
             Recipe::ResponderXx {
@@ -249,7 +255,18 @@ pub struct ResponsePayload {
     pub aead: AeadKind,
     /// The responder's Ed25519 key (XX only; IK already knows it).
     pub responder: Option<PeerId>,
+    /// The responder's stateless reset token for its index.
+    pub reset_token: Token,
 }
+
+/// IK message-1 payload length.
+const IK1_LEN: usize = 32 + 8 + TOKEN_LEN;
+/// Message-2 payload length for IK (XX adds the responder's key).
+const M2_IK_LEN: usize = 6 + TOKEN_LEN;
+/// Message-2 payload length for XX.
+const M2_XX_LEN: usize = M2_IK_LEN + 32;
+/// XX message-3 payload length.
+const XX3_LEN: usize = 32 + TOKEN_LEN;
 
 /// Message-2 status: accepted.
 pub const STATUS_ACCEPT: u8 = 0;
@@ -327,19 +344,22 @@ impl Handshake {
         self.suite
     }
 
-    /// Writes message 1 into `out` (IK: with identity and timestamp).
+    /// Writes message 1 into `out` (IK: with identity, timestamp and the reset token for
+    /// `local_index`).
     pub fn write_init(
         &mut self,
         identity: &Identity,
         timestamp_ns: u64,
+        local_index: u32,
         out: &mut [u8],
     ) -> Result<usize, HandshakeError> {
-        let mut payload = [0u8; 40];
+        let mut payload = [0u8; IK1_LEN];
         let len = match self.suite.pattern {
             Pattern::IK => {
                 payload[..32].copy_from_slice(identity.peer_id().as_bytes());
-                payload[32..].copy_from_slice(&timestamp_ns.to_be_bytes());
-                40
+                payload[32..40].copy_from_slice(&timestamp_ns.to_be_bytes());
+                payload[40..].copy_from_slice(&identity.reset_token(local_index));
+                IK1_LEN
             }
             Pattern::XX => 0,
         };
@@ -348,8 +368,12 @@ impl Handshake {
             .map_err(|_| HandshakeError::Noise)
     }
 
-    /// Reads message 1 as responder. For IK returns the initiator's id and timestamp.
-    pub fn read_init(&mut self, msg: &[u8]) -> Result<Option<(PeerId, u64)>, HandshakeError> {
+    /// Reads message 1 as responder. For IK returns the initiator's id, timestamp and reset
+    /// token.
+    pub fn read_init(
+        &mut self,
+        msg: &[u8],
+    ) -> Result<Option<(PeerId, u64, Token)>, HandshakeError> {
         let mut payload = [0u8; MAX_NOISE_MSG];
         let n = self
             .state
@@ -357,19 +381,21 @@ impl Handshake {
             .map_err(|_| HandshakeError::Noise)?;
         match self.suite.pattern {
             Pattern::IK => {
-                if n != 40 {
+                if n != IK1_LEN {
                     return Err(HandshakeError::Payload);
                 }
                 let mut ed = [0u8; 32];
                 ed.copy_from_slice(&payload[..32]);
                 let mut ts = [0u8; 8];
                 ts.copy_from_slice(&payload[32..40]);
+                let mut token = [0u8; TOKEN_LEN];
+                token.copy_from_slice(&payload[40..IK1_LEN]);
                 let rs = self
                     .state
                     .get_remote_static()
                     .ok_or(HandshakeError::Noise)?;
                 let peer = check_identity(ed, rs)?;
-                Ok(Some((peer, u64::from_be_bytes(ts))))
+                Ok(Some((peer, u64::from_be_bytes(ts), token)))
             }
             Pattern::XX => {
                 if n != 0 {
@@ -380,7 +406,7 @@ impl Handshake {
         }
     }
 
-    /// Writes message 2 as responder.
+    /// Writes message 2 as responder (with the reset token for `responder_index`).
     pub fn write_response(
         &mut self,
         identity: &Identity,
@@ -389,15 +415,16 @@ impl Handshake {
         aead: AeadKind,
         out: &mut [u8],
     ) -> Result<usize, HandshakeError> {
-        let mut payload = [0u8; 38];
+        let mut payload = [0u8; M2_XX_LEN];
         payload[0] = status;
         payload[1..5].copy_from_slice(&responder_index.to_be_bytes());
         payload[5] = aead.bit();
+        payload[6..M2_IK_LEN].copy_from_slice(&identity.reset_token(responder_index));
         let len = match self.suite.pattern {
-            Pattern::IK => 6,
+            Pattern::IK => M2_IK_LEN,
             Pattern::XX => {
-                payload[6..].copy_from_slice(identity.peer_id().as_bytes());
-                38
+                payload[M2_IK_LEN..].copy_from_slice(identity.peer_id().as_bytes());
+                M2_XX_LEN
             }
         };
         self.state
@@ -413,18 +440,20 @@ impl Handshake {
             .read_message(msg, &mut payload)
             .map_err(|_| HandshakeError::Noise)?;
         let want = match self.suite.pattern {
-            Pattern::IK => 6,
-            Pattern::XX => 38,
+            Pattern::IK => M2_IK_LEN,
+            Pattern::XX => M2_XX_LEN,
         };
         if n != want {
             return Err(HandshakeError::Payload);
         }
         let aead = AeadKind::from_bit(payload[5]).ok_or(HandshakeError::Payload)?;
+        let mut reset_token = [0u8; TOKEN_LEN];
+        reset_token.copy_from_slice(&payload[6..M2_IK_LEN]);
         let responder = match self.suite.pattern {
             Pattern::IK => None,
             Pattern::XX => {
                 let mut ed = [0u8; 32];
-                ed.copy_from_slice(&payload[6..38]);
+                ed.copy_from_slice(&payload[M2_IK_LEN..M2_XX_LEN]);
                 let rs = self
                     .state
                     .get_remote_static()
@@ -437,37 +466,44 @@ impl Handshake {
             responder_index: u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
             aead,
             responder,
+            reset_token,
         })
     }
 
-    /// Writes XX message 3 as initiator.
+    /// Writes XX message 3 as initiator (with the reset token for `local_index`).
     pub fn write_final(
         &mut self,
         identity: &Identity,
+        local_index: u32,
         out: &mut [u8],
     ) -> Result<usize, HandshakeError> {
+        let mut payload = [0u8; XX3_LEN];
+        payload[..32].copy_from_slice(identity.peer_id().as_bytes());
+        payload[32..].copy_from_slice(&identity.reset_token(local_index));
         self.state
-            .write_message(identity.peer_id().as_bytes(), out)
+            .write_message(&payload, out)
             .map_err(|_| HandshakeError::Noise)
     }
 
-    /// Reads XX message 3 as responder; returns the initiator's id.
-    pub fn read_final(&mut self, msg: &[u8]) -> Result<PeerId, HandshakeError> {
+    /// Reads XX message 3 as responder; returns the initiator's id and reset token.
+    pub fn read_final(&mut self, msg: &[u8]) -> Result<(PeerId, Token), HandshakeError> {
         let mut payload = [0u8; MAX_NOISE_MSG];
         let n = self
             .state
             .read_message(msg, &mut payload)
             .map_err(|_| HandshakeError::Noise)?;
-        if n != 32 {
+        if n != XX3_LEN {
             return Err(HandshakeError::Payload);
         }
         let mut ed = [0u8; 32];
         ed.copy_from_slice(&payload[..32]);
+        let mut token = [0u8; TOKEN_LEN];
+        token.copy_from_slice(&payload[32..XX3_LEN]);
         let rs = self
             .state
             .get_remote_static()
             .ok_or(HandshakeError::Noise)?;
-        check_identity(ed, rs)
+        Ok((check_identity(ed, rs)?, token))
     }
 
     /// After the last message: the two data secrets as (initiator→responder,
@@ -521,13 +557,17 @@ mod tests {
             let mut i = Handshake::initiator(suite, &a, Some(&b.peer_id()), b"p", [3; 32]).unwrap();
             let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
             let mut m = [0u8; 512];
-            let n = i.write_init(&a, 77, &mut m).unwrap();
-            assert_eq!(r.read_init(&m[..n]).unwrap(), Some((a.peer_id(), 77)));
+            let n = i.write_init(&a, 77, 5, &mut m).unwrap();
+            assert_eq!(
+                r.read_init(&m[..n]).unwrap(),
+                Some((a.peer_id(), 77, a.reset_token(5)))
+            );
             let n = r
                 .write_response(&b, STATUS_ACCEPT, 9, AeadKind::ChaCha20Poly1305, &mut m)
                 .unwrap();
             let resp = i.read_response(&m[..n]).unwrap();
             assert_eq!(resp.responder_index, 9);
+            assert_eq!(resp.reset_token, b.reset_token(9));
             assert_eq!(resp.aead, AeadKind::ChaCha20Poly1305);
             let (i1, i2) = i.split().unwrap();
             let (r1, r2) = r.split().unwrap();
@@ -547,18 +587,20 @@ mod tests {
         let mut i = Handshake::initiator(suite, &a, None, b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
         let mut m = [0u8; 512];
-        let n = i.write_init(&a, 0, &mut m).unwrap();
+        let n = i.write_init(&a, 0, 5, &mut m).unwrap();
         assert_eq!(r.read_init(&m[..n]).unwrap(), None);
         let n = r
             .write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m)
             .unwrap();
         assert!(n <= MAX_NOISE_MSG);
+        let resp = i.read_response(&m[..n]).unwrap();
+        assert_eq!(resp.responder, Some(b.peer_id()));
+        assert_eq!(resp.reset_token, b.reset_token(1));
+        let n = i.write_final(&a, 5, &mut m).unwrap();
         assert_eq!(
-            i.read_response(&m[..n]).unwrap().responder,
-            Some(b.peer_id())
+            r.read_final(&m[..n]).unwrap(),
+            (a.peer_id(), a.reset_token(5))
         );
-        let n = i.write_final(&a, &mut m).unwrap();
-        assert_eq!(r.read_final(&m[..n]).unwrap(), a.peer_id());
         assert_eq!(i.split(), r.split());
     }
 
@@ -573,12 +615,12 @@ mod tests {
         let mut i = Handshake::initiator(suite, &a, Some(&c.peer_id()), b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
         let mut m = [0u8; 512];
-        let n = i.write_init(&a, 1, &mut m).unwrap();
+        let n = i.write_init(&a, 1, 5, &mut m).unwrap();
         assert_eq!(r.read_init(&m[..n]), Err(HandshakeError::Noise));
         // Right key, different prologue (a tampered header): rejected.
         let mut i = Handshake::initiator(suite, &a, Some(&b.peer_id()), b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"q", [4; 32]).unwrap();
-        let n = i.write_init(&a, 1, &mut m).unwrap();
+        let n = i.write_init(&a, 1, 5, &mut m).unwrap();
         assert_eq!(r.read_init(&m[..n]), Err(HandshakeError::Noise));
     }
 
@@ -607,14 +649,14 @@ mod retry_tests {
         let mut i = Handshake::initiator(suite, &a, None, b"p", [3; 32]).unwrap();
         let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
         let mut m = [0u8; 512];
-        let n = i.write_init(&a, 0, &mut m).unwrap();
+        let n = i.write_init(&a, 0, 5, &mut m).unwrap();
         let init_msg = m[..n].to_vec();
         r.read_init(&m[..n]).unwrap();
         let n = r
             .write_response(&b, STATUS_ACCEPT, 1, AeadKind::Aes256Gcm, &mut m)
             .unwrap();
         i.read_response(&m[..n]).unwrap();
-        let n = i.write_final(&a, &mut m).unwrap();
+        let n = i.write_final(&a, 5, &mut m).unwrap();
         let recipe = Recipe::ResponderXx {
             suite,
             prologue: b"p".to_vec(),
@@ -629,7 +671,7 @@ mod retry_tests {
             assert!(r.read_final(&bad[..n]).is_err());
             r = recipe.rebuild(&b).unwrap();
         }
-        assert_eq!(r.read_final(&m[..n]).unwrap(), a.peer_id());
+        assert_eq!(r.read_final(&m[..n]).unwrap().0, a.peer_id());
         assert_eq!(i.split(), r.split());
     }
 
@@ -651,12 +693,13 @@ mod retry_tests {
                 prologue: b"p".to_vec(),
                 seed: [3; 32],
                 timestamp_ns: 5,
+                local_index: 7,
             };
             let mut i = recipe.rebuild(&a).unwrap();
             let mut again =
                 Handshake::initiator(suite, &a, responder.as_ref(), b"p", [3; 32]).unwrap();
             let mut m = [0u8; 512];
-            let n = again.write_init(&a, 5, &mut m).unwrap();
+            let n = again.write_init(&a, 5, 7, &mut m).unwrap();
             let mut r = Handshake::responder(suite, &b, b"p", [4; 32]).unwrap();
             r.read_init(&m[..n]).unwrap();
             let n = r

@@ -180,7 +180,7 @@ impl Node {
                 return drop(self, DropReason::HandshakeFailed);
             }
         };
-        if let Some((peer, ts)) = initiator {
+        if let Some((peer, ts, _)) = initiator {
             if !self.timestamps.is_fresh(&peer, ts) {
                 return drop(self, DropReason::HandshakeReplay);
             }
@@ -213,9 +213,11 @@ impl Node {
             return;
         };
         datagram.truncate(len);
+        let mut reset_token = None;
         let (keys, peer, noise) = match initiator {
-            Some((peer, ts)) => {
+            Some((peer, ts, token)) => {
                 self.timestamps.record(peer, ts);
+                reset_token = Some(token);
                 let Some((i2r, r2i)) = noise.split() else {
                     self.release_slot(slot);
                     return;
@@ -257,6 +259,7 @@ impl Node {
         if let Route::Relay { via, .. } = from {
             s.relay_peer = self.relays.get(&via).copied();
         }
+        s.peer_reset_token = reset_token;
         s.timers.set(
             TimerKind::HandshakeExpire,
             now + self.config.handshake_timeout,

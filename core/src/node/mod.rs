@@ -7,6 +7,7 @@ mod nat;
 mod relay;
 mod rendezvous;
 mod replies;
+mod reset;
 mod streams;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -89,6 +90,7 @@ pub struct Node {
     ready: VecDeque<u32>,
     events: VecDeque<Event>,
     replies: Replies,
+    resets: reset::ResetLimiter,
     cookies: CookieJar,
     mac1_key: [u8; 32],
     timestamps: accept::TimestampCache,
@@ -184,6 +186,7 @@ impl Node {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             replies: Replies::new(),
+            resets: reset::ResetLimiter::default(),
             cookies,
             mac1_key,
             timestamps,
@@ -312,6 +315,7 @@ impl Node {
                 counter,
             } => {
                 let Some(slot) = self.slot_for_index(receiver) else {
+                    self.send_reset(now, route, receiver, bytes.len());
                     return;
                 };
                 self.with_session(slot, |s, ctx| {
@@ -365,6 +369,7 @@ impl Node {
                 };
                 self.with_session(slot, |s, ctx| s.on_cookie(cookie, ctx));
             }
+            Header::Reset { index, token } => self.handle_reset(route, index, &token),
             Header::Reject { receiver, reason } => {
                 let Some(slot) = self.slot_for_index(receiver) else {
                     return;

@@ -65,6 +65,7 @@ pub(crate) fn start_initiator(
         prologue: prologue(&hdr).to_vec(),
         seed: ctx.rng.seed(),
         timestamp_ns,
+        local_index,
     };
     let Recipe::Initiator {
         prologue: p, seed, ..
@@ -74,7 +75,7 @@ pub(crate) fn start_initiator(
     };
     let mut hs = Handshake::initiator(suite, ctx.identity, responder, p, *seed)?;
     let mut msg = vec![0u8; crate::crypto::handshake::MAX_NOISE_MSG];
-    let n = hs.write_init(ctx.identity, timestamp_ns, &mut msg)?;
+    let n = hs.write_init(ctx.identity, timestamp_ns, local_index, &mut msg)?;
     msg.truncate(n);
     Ok((hs, msg, recipe))
 }
@@ -146,7 +147,7 @@ impl Session {
                 // XX finishes with our message 3, which we keep resending until the
                 // responder shows it has the keys.
                 let mut m3 = [0u8; crate::crypto::handshake::MAX_NOISE_MSG];
-                let Ok(n) = noise_state.write_final(ctx.identity, &mut m3) else {
+                let Ok(n) = noise_state.write_final(ctx.identity, self.local_index, &mut m3) else {
                     ctx.stats.drops.add(DropReason::HandshakeFailed);
                     return;
                 };
@@ -172,6 +173,7 @@ impl Session {
         hs.noise = None;
         hs.recipe = None;
         hs.attempts = 0;
+        self.peer_reset_token = Some(payload.reset_token);
         self.finish_initiator(now, payload.responder_index, payload.aead, i2r, r2i, ctx);
     }
 
@@ -328,7 +330,7 @@ impl Session {
             ctx.stats.drops.add(DropReason::UnexpectedState);
             return;
         };
-        let Ok(peer) = noise_state.read_final(noise) else {
+        let Ok((peer, reset_token)) = noise_state.read_final(noise) else {
             ctx.stats.drops.add(DropReason::HandshakeFailed);
             hs.noise = hs
                 .recipe
@@ -342,6 +344,7 @@ impl Session {
         let aead = hs.aead;
         self.keys = Some(SessionKeys::new(aead, r2i, i2r, now));
         self.peer = Some(peer);
+        self.peer_reset_token = Some(reset_token);
         self.route = from;
         self.hs = None;
         self.peer_confirmed = true;

@@ -161,6 +161,8 @@ pub(crate) struct Session {
     pub id: SessionId,
     pub local_index: u32,
     pub remote_index: u32,
+    /// The peer's stateless reset token for `remote_index` (from the handshake).
+    pub peer_reset_token: Option<crate::crypto::reset::Token>,
     pub initiator: bool,
     pub peer: Option<PeerId>,
     pub expected_peer: Option<PeerId>,
@@ -250,6 +252,7 @@ impl Session {
             id,
             local_index,
             remote_index: 0,
+            peer_reset_token: None,
             initiator,
             peer: None,
             expected_peer: None,

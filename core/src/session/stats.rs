@@ -43,11 +43,13 @@ pub enum DropReason {
     RelayQueueFull,
     /// A relayed packet was not forwarded (policy, quota, or the target is not connected).
     RelayDenied,
+    /// A stateless reset that matched no session's token (forged, stale or misdirected).
+    ResetUnmatched,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// Every reason, in declaration order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -70,6 +72,7 @@ impl DropReason {
         DropReason::AmplificationLimit,
         DropReason::RelayQueueFull,
         DropReason::RelayDenied,
+        DropReason::ResetUnmatched,
     ];
 
     /// A stable snake_case name (for logs, `tern info --json` and metrics).
@@ -94,6 +97,7 @@ impl DropReason {
             DropReason::AmplificationLimit => "amplification_limit",
             DropReason::RelayQueueFull => "relay_queue_full",
             DropReason::RelayDenied => "relay_denied",
+            DropReason::ResetUnmatched => "reset_unmatched",
         }
     }
 }
@@ -148,6 +152,10 @@ pub struct NodeStats {
     pub cookies_sent: u64,
     /// Reject hints sent.
     pub rejects_sent: u64,
+    /// Stateless resets sent (data for a session this node does not have).
+    pub resets_sent: u64,
+    /// Sessions closed by a valid stateless reset from the peer.
+    pub resets_received: u64,
     /// Key updates (either side started).
     pub key_updates: u64,
     /// Hole-punching probes sent (every session).

@@ -7,6 +7,7 @@
 //! | `0x03` | handshake final (XX msg 3) | receiver index (u32), noise len (u16), noise |
 //! | `0x04` | cookie (retry) | receiver index (u32), cookie (16) |
 //! | `0x05` | reject hint | receiver index (u32), reason (u8) |
+//! | `0x06` | stateless reset | the unknown receiver index (u32), its reset token (16) |
 //! | `0x10`/`0x11` | data (low bit = key phase) | receiver index (u32), counter (u64), AEAD ciphertext of frames, tag (16) |
 //! | `0x20` | relay envelope | reserved for the rendezvous relay |
 //!
@@ -27,6 +28,10 @@ pub const TYPE_FINAL: u8 = 0x03;
 pub const TYPE_COOKIE: u8 = 0x04;
 /// Type byte of an (unauthenticated) reject hint.
 pub const TYPE_REJECT: u8 = 0x05;
+/// Type byte of a stateless reset.
+pub const TYPE_RESET: u8 = 0x06;
+/// Length of a stateless reset: smaller than the smallest data packet that can trigger one.
+pub const RESET_LEN: usize = 1 + 4 + crate::crypto::reset::TOKEN_LEN;
 /// Type byte of a data packet with key phase 0 (`| 1` for phase 1).
 pub const TYPE_DATA: u8 = 0x10;
 /// Type byte reserved for relay envelopes.
@@ -92,6 +97,14 @@ pub enum Header<'a> {
         receiver: u32,
         /// See [`reject`].
         reason: u8,
+    },
+    /// "I have no session with this index": the sender lost its state (it restarted).
+    /// Trusted only if the token equals the one its handshake gave.
+    Reset {
+        /// The index the sender did not know (the sender's old session index).
+        index: u32,
+        /// The reset token for that index.
+        token: crate::crypto::reset::Token,
     },
     /// Encrypted data packet.
     Data {
@@ -166,6 +179,14 @@ pub fn parse(buf: &[u8]) -> Result<Header<'_>, HeaderError> {
                 return Err(HeaderError::Malformed);
             }
             Ok(Header::Cookie { receiver, cookie })
+        }
+        TYPE_RESET => {
+            let index = r.u32().ok_or(HeaderError::Truncated)?;
+            let token = r.array().ok_or(HeaderError::Truncated)?;
+            if !r.is_empty() {
+                return Err(HeaderError::Malformed);
+            }
+            Ok(Header::Reset { index, token })
         }
         TYPE_REJECT => {
             let receiver = r.u32().ok_or(HeaderError::Truncated)?;
@@ -299,6 +320,19 @@ pub fn write_cookie(
     w.u8(TYPE_COOKIE)?;
     w.u32(receiver)?;
     w.bytes(cookie)?;
+    Ok(w.len())
+}
+
+/// Writes a stateless reset for `index`.
+pub fn write_reset(
+    out: &mut [u8],
+    index: u32,
+    token: &crate::crypto::reset::Token,
+) -> Result<usize, BufferTooSmall> {
+    let mut w = Writer::new(out);
+    w.u8(TYPE_RESET)?;
+    w.u32(index)?;
+    w.bytes(token)?;
     Ok(w.len())
 }
 

@@ -110,18 +110,16 @@ impl LossyProxy {
                         _ => Err(std::io::ErrorKind::WouldBlock.into()),
                     };
                     let Ok((n, from)) = received else {
-                        {
-                            // Quiet: release what was held so nothing waits forever.
-                            for (dir, h) in held.iter_mut().enumerate() {
-                                if let Some(d) = h.take() {
-                                    let to = if dir == 0 { Some(server) } else { client };
-                                    if let Some(to) = to {
-                                        let _ = socket.send_to(&d, to);
-                                    }
+                        // Quiet: release what was held so nothing waits forever.
+                        for (dir, h) in held.iter_mut().enumerate() {
+                            if let Some(d) = h.take() {
+                                let to = if dir == 0 { Some(server) } else { client };
+                                if let Some(to) = to {
+                                    let _ = socket.send_to(&d, to);
                                 }
                             }
-                            continue;
                         }
+                        continue;
                     };
                     let (dir, to) = if from == server {
                         match client {

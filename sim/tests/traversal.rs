@@ -182,55 +182,65 @@ fn a_public_ip_change_mid_transfer_loses_no_byte_and_the_path_comes_back() {
 
 #[test]
 fn a_host_moving_to_another_network_mid_transfer_loses_no_byte() {
-    for seed in seeds(3) {
-        let mut t = Topology::new("roam", seed);
-        let rdv = add_server(&mut t);
-        let na = behind(&mut t, "a-home", NatConfig::home());
-        let nb = behind(&mut t, "b-home", NatConfig::home());
-        let cafe = t.nat("cafe", NatConfig::cgnat()).add();
-        let (a, b, tx, rx) = add_pair(&mut t, na, nb, BIG);
-        let mut r = Rdv::build(t, rdv, a, b, tx, rx);
-        r.register();
-        r.connect();
-        assert!(r.run_until_direct(10 * S));
-        r.sim.run_for(S);
-        let before = observed(&r).unwrap();
-        let t_fault = r.sim.now();
-        // a leaves home for the café's carrier-grade NAT; its driver tells the node.
-        let realm = r.sim.nat(cafe).inside();
-        r.sim.apply(Fault::Roam {
-            host: a,
-            realm,
-            notify: true,
-        });
-        assert!(
-            r.run_until_transferred(120 * S),
-            "seed {seed}: stalled at {}",
-            r.rx.borrow().received
-        );
-        r.assert_intact(BIG, "roam");
-        assert!(r.run_until_direct(60 * S), "seed {seed}: direct again");
-        assert_eq!((r.closed(a), r.closed(b)), (0, 0));
-        // a's new reflexive address is the café's, and b reaches it there directly.
-        let now = observed(&r).unwrap();
-        assert_ne!(now, before);
-        assert!(
-            r.sim
-                .nat(cafe)
-                .public_ips()
-                .iter()
-                .any(|ip| now.ip() == *ip),
-            "{now}"
-        );
-        assert_eq!(r.path(b), Some(PathInfo::Direct(now)), "seed {seed}");
-        assert!(
-            relayed_then_direct(&r.path_changes(a, t_fault)),
-            "seed {seed}: {:?}",
-            r.path_changes(a, t_fault)
-        );
-        // The node re-learned both observations (so it knows its new NAT's behaviour).
-        let hints = r.sim.node(a).nat_hints();
-        assert_eq!(hints.reflexive, vec![now], "seed {seed}");
+    // With `notify` the driver saw the interface change and told the node; without, the
+    // node finds out from the server's new observation alone.
+    for notify in [true, false] {
+        for seed in seeds(3) {
+            let mut t = Topology::new("roam", seed);
+            let rdv = add_server(&mut t);
+            let na = behind(&mut t, "a-home", NatConfig::home());
+            let nb = behind(&mut t, "b-home", NatConfig::home());
+            let cafe = t.nat("cafe", NatConfig::cgnat()).add();
+            let (a, b, tx, rx) = add_pair(&mut t, na, nb, BIG);
+            let mut r = Rdv::build(t, rdv, a, b, tx, rx);
+            r.register();
+            r.connect();
+            assert!(r.run_until_direct(10 * S));
+            r.sim.run_for(S);
+            let before = observed(&r).unwrap();
+            let t_fault = r.sim.now();
+            // a leaves home for the café's carrier-grade NAT.
+            let realm = r.sim.nat(cafe).inside();
+            r.sim.apply(Fault::Roam {
+                host: a,
+                realm,
+                notify,
+            });
+            assert!(
+                r.run_until_transferred(120 * S),
+                "notify {notify} seed {seed}: stalled at {}",
+                r.rx.borrow().received
+            );
+            r.assert_intact(BIG, "roam");
+            assert!(
+                r.run_until_direct(60 * S),
+                "notify {notify} seed {seed}: direct again"
+            );
+            assert_eq!((r.closed(a), r.closed(b)), (0, 0));
+            // a's new reflexive address is the café's, and b reaches it there directly.
+            let now = observed(&r).unwrap();
+            assert_ne!(now, before);
+            assert!(
+                r.sim
+                    .nat(cafe)
+                    .public_ips()
+                    .iter()
+                    .any(|ip| now.ip() == *ip),
+                "{now}"
+            );
+            assert_eq!(r.path(b), Some(PathInfo::Direct(now)), "seed {seed}");
+            let changes = r.path_changes(a, t_fault);
+            assert!(
+                relayed_then_direct(&changes),
+                "notify {notify} seed {seed}: {changes:?}"
+            );
+            // The node re-learned both observations (so it knows its new NAT's behaviour).
+            let hints = r.sim.node(a).nat_hints();
+            assert_eq!(hints.reflexive, vec![now], "seed {seed}");
+            if notify {
+                assert_eq!(hints.host, vec![r.sim.addr(a)], "new host candidate");
+            }
+        }
     }
 }
 

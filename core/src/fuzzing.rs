@@ -218,6 +218,8 @@ fn hints(data: &[u8]) {
         let ours = Hints {
             mapping,
             port_step: step,
+            next_port: 0,
+            epoch: 0,
             local_port: 4000,
             punch_sockets: sockets.len() as u16,
             host: vec![SocketAddr::from(([10, 0, 0, 1], 4000))],
@@ -865,7 +867,9 @@ mod seeds {
                     mapping,
                     local_port: 4000,
                     port_step: step,
+                    next_port: 0,
                     punch_sockets: 256,
+                    epoch: 0,
                     host: host.clone(),
                     reflexive: refl
                         .into_iter()

@@ -382,3 +382,42 @@ fn roaming_between_presets_keeps_the_stream() {
     assert!(r.run_until_direct(60 * S));
     let _ = NatPreset::MobileHard;
 }
+
+#[test]
+fn punching_works_over_lossy_and_cellular_links() {
+    // Bursty Wi-Fi loss on one side, a cellular link on the other: probes are repeated, a
+    // sequential NAT's first probe is sent three times (a copy lost before the NAT must not
+    // let another destination take the predicted port), and CANDIDATES lost on the relay are
+    // resent unchanged; a spurious fallback (three probe timeouts in a burst) upgrades again.
+    for (pa, pb) in [
+        (NatPreset::EdmSequential, NatPreset::EdmSequential),
+        (NatPreset::Home, NatPreset::CloudNatGw),
+        (NatPreset::Cgnat, NatPreset::MobileHard),
+    ] {
+        for seed in seeds(6) {
+            let mut t = Topology::new("lossy_links", seed);
+            let rdv = t
+                .host("rdv")
+                .link(tern_sim::LinkPreset::Wifi)
+                .rendezvous_server()
+                .add();
+            let (a, b, tx, rx) = add_pair(&mut t, Place::Preset(pa), Place::Preset(pb), 1 << 20);
+            let mut r = Rdv::build(t, rdv, a, b, tx, rx);
+            let both = tern_sim::Direction::Both;
+            r.sim
+                .set_link(a, both, tern_sim::LinkPreset::WifiLossy.config());
+            r.sim
+                .set_link(b, both, tern_sim::LinkPreset::Cellular.config());
+            r.register();
+            r.connect();
+            assert!(
+                r.run_until_direct(75 * S),
+                "{} × {} seed {seed}: not direct",
+                pa.name(),
+                pb.name()
+            );
+            assert!(r.run_until_transferred(120 * S));
+            r.assert_intact(1 << 20, "lossy links");
+        }
+    }
+}

@@ -72,7 +72,7 @@ impl Mapping {
 /// What a node tells its peer (the CANDIDATES frame).
 ///
 /// ```text
-/// mapping:u8 local_port:u16 port_step:i32 punch_sockets:u16
+/// mapping:u8 local_port:u16 port_step:i32 next_port:u16 punch_sockets:u16 epoch:u8
 /// n_host:u8 host_addr*  n_reflexive:u8 reflexive_addr*
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,12 +81,20 @@ pub struct Hints {
     pub mapping: Mapping,
     /// Its local UDP port (an endpoint-dependent NAT that preserves ports maps to it).
     pub local_port: u16,
-    /// Port difference between its two observations (a sequential allocator's step), 0 if
-    /// unknown.
+    /// Port difference between its two observations (a sequential allocator's step, in
+    /// either order: loss can reorder which observation was allocated first), 0 if unknown.
     pub port_step: i32,
+    /// A sequential NAT's side: the public port its next new mapping will most likely get
+    /// (the last observed one advanced by every mapping the node has opened since); 0 if
+    /// unknown.
+    pub next_port: u16,
     /// Extra sockets it sends from when it plays the hard side of birthday probing (the
     /// easy side waits until they have opened their mappings).
     pub punch_sockets: u16,
+    /// Bumped by the sender to ask for a new, synchronised attempt: the receiver punches at
+    /// once and answers with its own (fresh) candidates, and the sender starts on the
+    /// answer, so both work from each other's latest predictions.
+    pub epoch: u8,
     /// Host (LAN) addresses.
     pub host: Vec<SocketAddr>,
     /// Server-reflexive addresses, in the order they were observed (the last is the most
@@ -120,12 +128,32 @@ impl Hints {
         }
     }
 
-    /// The step of a sequential endpoint-dependent allocator, if the hints show one.
+    /// The step of a sequential endpoint-dependent allocator (positive), if the hints show
+    /// one.
     pub fn sequential_step(&self) -> Option<i32> {
         (self.mapping == Mapping::EndpointDependent
             && self.port_step != 0
             && self.port_step.abs() <= MAX_SEQUENTIAL_STEP)
-            .then_some(self.port_step)
+            .then_some(self.port_step.abs())
+    }
+
+    /// A sequential NAT's most likely next public port: `next_port` if given, else one step
+    /// past the highest observation.
+    pub fn predicted_next(&self) -> Option<SocketAddr> {
+        let step = self.sequential_step()?;
+        let ip = self.public_ip()?;
+        let highest = self
+            .reflexive
+            .iter()
+            .filter(|a| a.ip() == ip)
+            .map(SocketAddr::port)
+            .max()?;
+        let next = if self.next_port != 0 {
+            self.next_port
+        } else {
+            u16::try_from(i32::from(highest) + step).ok()?
+        };
+        Some(SocketAddr::new(ip, next))
     }
 
     /// Endpoint-dependent with unpredictable ports (only birthday probing can find them).
@@ -138,7 +166,9 @@ impl Hints {
         w.u8(self.mapping.code())?;
         w.u16(self.local_port)?;
         w.u32(self.port_step as u32)?;
+        w.u16(self.next_port)?;
         w.u16(self.punch_sockets)?;
+        w.u8(self.epoch)?;
         for (list, max) in [
             (&self.host, MAX_HOST_CANDIDATES),
             (&self.reflexive, MAX_REFLEXIVE_CANDIDATES),
@@ -158,7 +188,9 @@ impl Hints {
         let mapping = Mapping::from_code(r.u8()?);
         let local_port = r.u16()?;
         let port_step = r.u32()? as i32;
+        let next_port = r.u16()?;
         let punch_sockets = r.u16()?;
+        let epoch = r.u8()?;
         let mut lists = [Vec::new(), Vec::new()];
         for (list, max) in lists
             .iter_mut()
@@ -177,7 +209,9 @@ impl Hints {
             mapping,
             local_port,
             port_step,
+            next_port,
             punch_sockets,
+            epoch,
             host,
             reflexive,
         })
@@ -240,11 +274,10 @@ pub fn plan(peer: &Hints, ours: &Hints, our_sockets: usize, rng: &mut NodeRng) -
     // The most promising public target first (it decides our endpoint-dependent NAT's
     // next port): the peer's predicted next port if it allocates sequentially, else its
     // latest reflexive address.
-    let seq = peer.sequential_step().zip(peer.last_reflexive());
-    if let Some((step, last)) = seq {
-        for k in 1..=PREDICT_SPAN {
-            if let Ok(port) = u16::try_from(i32::from(last.port()) + k * step) {
-                push_unique(&mut p.candidates, SocketAddr::new(last.ip(), port));
+    if let (Some(step), Some(next)) = (peer.sequential_step(), peer.predicted_next()) {
+        for k in 0..PREDICT_SPAN {
+            if let Ok(port) = u16::try_from(i32::from(next.port()) + k * step) {
+                push_unique(&mut p.candidates, SocketAddr::new(next.ip(), port));
             }
         }
     }
@@ -305,7 +338,9 @@ mod tests {
             mapping,
             local_port: 4000,
             port_step: step,
+            next_port: 0,
             punch_sockets: 256,
+            epoch: 0,
             host: vec![a("10.0.0.2:4000")],
             reflexive: reflexive.iter().map(|s| a(s)).collect(),
         }
@@ -338,7 +373,9 @@ mod tests {
             mapping: Mapping::EndpointDependent,
             local_port: 4000,
             port_step: -3,
+            next_port: 6001,
             punch_sockets: 256,
+            epoch: 9,
             host: vec![a("10.0.0.2:4000"), a("[2001:db8::1]:9")],
             reflexive: vec![a("1.2.3.4:5000")],
         };
@@ -349,7 +386,7 @@ mod tests {
         assert_eq!(Hints::decode(&buf[..n]), Some(h));
         assert_eq!(Hints::decode(&buf[..n - 1]), None);
         // Too many host addresses.
-        let mut bad = buf[..9].to_vec();
+        let mut bad = buf[..12].to_vec();
         bad.push(MAX_HOST_CANDIDATES as u8 + 1);
         assert_eq!(Hints::decode(&bad), None);
     }
@@ -372,9 +409,27 @@ mod tests {
         let p = plan(&eim, &eim, 256, &mut rng);
         assert_eq!(p.candidates, vec![a("1.2.3.4:4000"), a("10.0.0.2:4000")]);
         assert!(p.spray.is_empty() && p.socket_target.is_none());
-        // Against a sequential NAT: its next port first.
+        // Against a sequential NAT: its next port first (whichever observation came first).
         let p = plan(&seq, &seq, 256, &mut rng);
         assert_eq!(p.candidates[0], a("5.6.7.8:20002"));
+        let reordered = hints(
+            Mapping::EndpointDependent,
+            -1,
+            &["5.6.7.8:20001", "5.6.7.8:20000"],
+        );
+        assert_eq!(
+            plan(&reordered, &seq, 256, &mut rng).candidates[0],
+            a("5.6.7.8:20002")
+        );
+        // The peer's own estimate wins (it knows how many mappings it opened since).
+        let moved = Hints {
+            next_port: 20013,
+            ..seq.clone()
+        };
+        assert_eq!(
+            plan(&moved, &seq, 256, &mut rng).candidates[0],
+            a("5.6.7.8:20013")
+        );
         assert!(p.candidates.contains(&a("5.6.7.8:20009")));
         assert!(p.candidates.contains(&a("5.6.7.8:4000")), "preserved port");
         assert!(

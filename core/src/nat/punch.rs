@@ -77,6 +77,10 @@ impl ProbeBudget {
     }
 }
 
+/// Extra copies of the first candidate sent before anything else: behind an
+/// endpoint-dependent NAT the first new destination decides the port it allocates, so a copy
+/// lost before the NAT must not let the second candidate take that port.
+pub const LEAD_COPIES: u8 = 2;
 /// Most peer-reflexive addresses one attempt learns.
 pub const MAX_LEARNED: usize = 16;
 /// Most candidates probed in rounds (a plan has far fewer; this bounds a hostile one).
@@ -92,6 +96,7 @@ pub struct Punch {
     candidates: Vec<SocketAddr>,
     round: usize,
     idx: usize,
+    lead_left: u8,
     /// Peer-reflexive addresses learned while punching, each probed a few times (first).
     learned: VecDeque<(Instant, SocketAddr)>,
     learned_targets: Vec<SocketAddr>,
@@ -132,8 +137,11 @@ impl Punch {
             .map(SocketAddr::port)
             .take(super::BIRTHDAY_PROBES)
             .collect();
-        let probes = (candidates.len() * CANDIDATE_ROUNDS + sockets_total + spray_ports.len())
-            .min(MAX_PROBES) as u32;
+        let probes = (candidates.len() * CANDIDATE_ROUNDS
+            + usize::from(LEAD_COPIES)
+            + sockets_total
+            + spray_ports.len())
+        .min(MAX_PROBES) as u32;
         let last_due = now
             + ROUND_INTERVAL * (CANDIDATE_ROUNDS as u32 - 1)
             + plan.spray_delay
@@ -144,6 +152,7 @@ impl Punch {
             candidates,
             round: 0,
             idx: 0,
+            lead_left: LEAD_COPIES,
             learned: VecDeque::new(),
             learned_targets: Vec::new(),
             socket_target: plan.socket_target,
@@ -219,6 +228,10 @@ impl Punch {
         }
         if self.round_at().is_some_and(|t| t <= now) {
             let dst = self.candidates[self.idx];
+            if self.round == 0 && self.idx == 0 && self.lead_left > 0 {
+                self.lead_left -= 1;
+                return Some((dst, None));
+            }
             self.idx += 1;
             if self.idx == self.candidates.len() {
                 self.idx = 0;
@@ -340,9 +353,16 @@ mod tests {
             sent.iter().filter(|s| s.1 == plan.candidates[1]).count(),
             CANDIDATE_ROUNDS
         );
-        // Candidates go first; the sockets fill the gaps.
-        assert_eq!(sent[0].1, plan.candidates[0]);
-        assert_eq!(sent[0].2, None);
+        // Candidates go first, the first one a few times; the sockets fill the gaps.
+        for s in &sent[..=usize::from(LEAD_COPIES)] {
+            assert_eq!((s.1, s.2), (plan.candidates[0], None));
+        }
+        assert_eq!(
+            sent.iter()
+                .filter(|s| s.1 == plan.candidates[0] && s.2.is_none())
+                .count(),
+            CANDIDATE_ROUNDS + usize::from(LEAD_COPIES)
+        );
         let from_sockets: Vec<_> = sent.iter().filter_map(|s| s.2).collect();
         assert_eq!(from_sockets, sockets);
         let sprayed: Vec<_> = sent.iter().filter(|s| plan.spray.contains(&s.1)).collect();
@@ -371,7 +391,9 @@ mod tests {
         let sent = drain(&mut p, t0, &[]);
         assert_eq!(
             sent.len(),
-            MAX_ROUND_TARGETS * CANDIDATE_ROUNDS + crate::nat::BIRTHDAY_PROBES
+            MAX_ROUND_TARGETS * CANDIDATE_ROUNDS
+                + usize::from(LEAD_COPIES)
+                + crate::nat::BIRTHDAY_PROBES
         );
         assert!(sent.len() <= MAX_PROBES);
     }

@@ -52,6 +52,10 @@ impl Node {
     pub(super) fn set_observed(&mut self, which: usize, addr: Option<SocketAddr>) -> bool {
         let changed = self.nat.observed[which] != addr;
         self.nat.observed[which] = addr;
+        if changed && addr.is_some() {
+            // A fresh observation of the allocator: count mappings from here.
+            self.nat.reset_allocation();
+        }
         changed
     }
 }

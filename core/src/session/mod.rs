@@ -207,6 +207,10 @@ pub(crate) struct Session {
     punch_failures: u32,
     /// When the last attempt started (attempts restart at most every `MIN_RESTART`).
     punch_started: Option<Instant>,
+    /// Sent with our candidates; bumped to ask the peer for a synchronised retry.
+    punch_epoch: u8,
+    /// Waiting for the peer's answer to a retry request until then.
+    sync_until: Option<Instant>,
     /// The relay route to fall back to when a direct path dies.
     pub relay_route: Option<Route>,
     /// When an authenticated packet last arrived on the current direct route.
@@ -217,6 +221,8 @@ pub(crate) struct Session {
     send_candidates: bool,
     /// The generation of our candidates the peer was last sent.
     candidates_gen: Option<u64>,
+    /// The hints being announced (taken when first sent, resent unchanged if lost).
+    candidates_out: Option<crate::nat::Hints>,
     pub(crate) observed_seq: u64,
 }
 
@@ -289,11 +295,14 @@ impl Session {
             next_punch: None,
             punch_failures: 0,
             punch_started: None,
+            punch_epoch: 0,
+            sync_until: None,
             relay_route: None,
             last_direct_rx: None,
             peer_hints: None,
             send_candidates: false,
             candidates_gen: None,
+            candidates_out: None,
             observed_seq: 0,
         }
     }
@@ -398,7 +407,9 @@ impl Session {
         if self.route.is_relay() {
             // Relay-first: tell the peer how we might be reached directly.
             self.relay_route = Some(self.route);
-            self.send_candidates = ctx.nat.has_candidates();
+            if ctx.nat.has_candidates() {
+                self.announce_candidates();
+            }
         }
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
         self.queue_ping(now, false, ctx.config);

@@ -6,6 +6,7 @@
 //! falls back to the relay it came from and punches again: at once when either side's
 //! candidates change (the exchange synchronises both sides), otherwise after a backoff.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,48 @@ pub struct NatLocal {
     pub generation: u64,
     /// Node-wide pacing of probes.
     pub budget: ProbeBudget,
+    /// Probe destinations (from which local socket, to where) since the last observation,
+    /// with when they were last probed: each new one opened a mapping on our NAT.
+    probed: BTreeMap<(Option<SocketAddr>, SocketAddr), Instant>,
+    /// Mappings our probes opened since the last observation (a sequential NAT's
+    /// allocation pointer moved that many steps).
+    fresh_mappings: u32,
 }
 
+/// Most probe destinations remembered for the allocation estimate.
+const MAX_PROBED: usize = 4096;
+/// A mapping nobody answered is assumed gone after this long (NATs commonly drop unreplied
+/// UDP mappings after 30 s), so probing the destination again opens a new one.
+const ASSUMED_MAPPING_LIFETIME: Duration = Duration::from_secs(25);
+
 impl NatLocal {
+    /// A probe went from `src` (our default socket if `None`) to `dst`.
+    pub fn note_probe(&mut self, now: Instant, src: Option<SocketAddr>, dst: SocketAddr) {
+        let full = self.probed.len() >= MAX_PROBED;
+        let fresh = match self.probed.get_mut(&(src, dst)) {
+            Some(last) => {
+                let expired = now.saturating_duration_since(*last) >= ASSUMED_MAPPING_LIFETIME;
+                *last = now;
+                expired
+            }
+            None => {
+                if !full {
+                    self.probed.insert((src, dst), now);
+                }
+                true
+            }
+        };
+        if fresh {
+            self.fresh_mappings = self.fresh_mappings.saturating_add(1);
+        }
+    }
+
+    /// New observations: the allocation estimate starts over from them.
+    pub fn reset_allocation(&mut self) {
+        self.probed.clear();
+        self.fresh_mappings = 0;
+    }
+
     /// The hints we send to peers.
     pub fn hints(&self) -> Hints {
         let (mapping, port_step) = Hints::classify(&self.host, self.observed);
@@ -39,10 +79,12 @@ impl NatLocal {
                 reflexive.push(*o);
             }
         }
-        Hints {
+        let mut hints = Hints {
             mapping,
             local_port: self.host.first().map_or(0, SocketAddr::port),
             port_step,
+            next_port: 0,
+            epoch: 0,
             punch_sockets: self.punch_sockets.len().min(nat::MAX_PUNCH_SOCKETS) as u16,
             host: self
                 .host
@@ -51,7 +93,14 @@ impl NatLocal {
                 .take(nat::MAX_HOST_CANDIDATES)
                 .collect(),
             reflexive,
+        };
+        // Behind a sequential NAT, where the next mapping will most likely land: every
+        // mapping our probes opened since the observation moved the allocator on.
+        if let (Some(step), Some(next)) = (hints.sequential_step(), hints.predicted_next()) {
+            let ahead = i64::from(step) * i64::from(self.fresh_mappings);
+            hints.next_port = u16::try_from(i64::from(next.port()) + ahead).unwrap_or(0);
         }
+        hints
     }
 
     /// Whether there is anything worth telling a peer.
@@ -67,6 +116,9 @@ const MAX_RETRY: Duration = Duration::from_secs(480);
 /// Punch again this long after falling back from a dead direct path (the other side
 /// notices about as fast; the NAT mappings opened by either stay up far longer).
 const REPUNCH_AFTER_FALLBACK: Duration = Duration::from_secs(2);
+/// A retry asks the peer for fresh candidates first; without an answer it starts anyway
+/// after this long.
+const SYNC_WAIT: Duration = Duration::from_secs(3);
 /// New candidates restart punching at most this often (a peer re-sending changed
 /// candidates in a loop cannot make us start attempt after attempt).
 const MIN_RESTART: Duration = Duration::from_secs(2);
@@ -82,31 +134,49 @@ impl Session {
             ctx.stats.drops.add(super::DropReason::BadFrames);
             return;
         };
-        let changed = self.peer_hints.as_ref().is_some_and(|h| *h != hints);
-        let fresh = self.peer_hints.as_ref() != Some(&hints);
-        if changed || self.candidates_gen.is_none() {
-            self.send_candidates = ctx.nat.has_candidates();
+        // What changed: its addresses or NAT (it moved: answer and punch anew), its epoch
+        // (it asks for a synchronised retry: answer and punch), or only its running
+        // estimate of a sequential NAT's next port (just remember it).
+        let first = self.peer_hints.is_none();
+        let (moved, sync) = self.peer_hints.as_ref().map_or((false, false), |h| {
+            let material = |x: &Hints| Hints {
+                next_port: 0,
+                epoch: 0,
+                ..x.clone()
+            };
+            (material(h) != material(&hints), h.epoch != hints.epoch)
+        });
+        if (moved || sync || (first && self.candidates_gen.is_none())) && ctx.nat.has_candidates() {
+            self.announce_candidates();
         }
-        if changed {
+        if moved || sync {
             self.punch_failures = 0;
         }
         // Our direct path is stale if the peer no longer lists its address (its NAT or
         // address changed): back to the relay at once rather than after the probe timeouts.
         if let (Route::Direct { remote, .. }, Some(relay)) = (self.route, self.relay_route)
-            && changed
+            && moved
             && stale(&hints, remote)
         {
             debug!(session = ?self.id, %remote, "peer's candidates moved; back to the relay");
             self.set_route(now, relay, ctx);
         }
         self.peer_hints = Some(hints);
-        if self.route.is_relay() && (fresh || self.punch.is_none()) {
+        if !self.route.is_relay() {
+            return;
+        }
+        let answer_to_ours = self.sync_until.is_some() && self.punch.is_none();
+        if answer_to_ours || first || moved || sync {
             match self.punch_started {
-                Some(t) if now.saturating_duration_since(t) < MIN_RESTART => {
+                Some(t) if !answer_to_ours && now.saturating_duration_since(t) < MIN_RESTART => {
+                    // Restart soon, not now (a peer cannot make us restart in a loop).
                     let at = t + MIN_RESTART;
-                    self.next_punch = Some(self.next_punch.map_or(at, |n| n.min(at)));
+                    self.sync_until = Some(self.sync_until.map_or(at, |n| n.min(at)));
                 }
-                _ => self.start_punch(now, ctx),
+                _ => {
+                    self.sync_until = None;
+                    self.start_punch(now, ctx);
+                }
             }
         }
     }
@@ -147,6 +217,7 @@ impl Session {
     ) -> Option<(Route, [u8; 8])> {
         let p = self.punch.as_mut()?;
         let (dst, src) = p.poll(now, &mut ctx.nat.budget, &ctx.nat.punch_sockets)?;
+        ctx.nat.note_probe(now, src, dst);
         ctx.stats.punch_probes += 1;
         Some((Route::direct(dst, src), p.challenge()))
     }
@@ -189,6 +260,7 @@ impl Session {
             Route::Direct { .. } => {
                 self.punch = None;
                 self.next_punch = None;
+                self.sync_until = None;
                 self.punch_failures = 0;
                 self.last_direct_rx = Some(now);
             }
@@ -210,6 +282,25 @@ impl Session {
         }
     }
 
+    /// Sends the peer our current candidates (taken now, before any further probe moves a
+    /// sequential NAT's prediction; resent unchanged if the frame is lost).
+    pub(super) fn announce_candidates(&mut self) {
+        self.send_candidates = true;
+        self.candidates_out = None;
+    }
+
+    /// The CANDIDATES body to send: the announced hints, taken on first use.
+    pub(super) fn candidates_to_send(&mut self, ctx: &Ctx<'_>) -> Hints {
+        let epoch = self.punch_epoch;
+        self.candidates_out
+            .get_or_insert_with(|| {
+                let mut h = ctx.nat.hints();
+                h.epoch = epoch;
+                h
+            })
+            .clone()
+    }
+
     /// Our own address changed: a direct path most likely died with it, so move to the
     /// relay now (the peer follows) and punch again once the new candidates are out.
     pub(crate) fn on_network_change(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
@@ -223,7 +314,7 @@ impl Session {
     /// Our candidates changed (new address, new observation): tell the peer.
     pub(crate) fn on_local_candidates_changed(&mut self) {
         if self.state == SessionState::Established && self.relay_route.is_some() {
-            self.send_candidates = true;
+            self.announce_candidates();
             self.punch_failures = 0;
         }
     }
@@ -245,6 +336,16 @@ impl Session {
         }
         if self.next_punch.is_some_and(|t| t <= now) {
             self.next_punch = None;
+            if self.route.is_relay() && self.peer_hints.is_some() {
+                // Ask the peer to punch with us: it answers with its fresh candidates (a
+                // sequential NAT's prediction moves with every attempt) and we start then.
+                self.punch_epoch = self.punch_epoch.wrapping_add(1);
+                self.announce_candidates();
+                self.sync_until = Some(now + SYNC_WAIT);
+            }
+        }
+        if self.sync_until.is_some_and(|t| t <= now) {
+            self.sync_until = None;
             if self.route.is_relay() {
                 self.start_punch(now, ctx);
             }
@@ -267,6 +368,7 @@ impl Session {
             self.punch.as_ref().and_then(Punch::next_timeout),
             self.punch.as_ref().map(|p| p.deadline()),
             self.next_punch,
+            self.sync_until,
         ]
         .into_iter()
         .flatten()

@@ -125,18 +125,11 @@ impl Session {
             });
         }
         self.send_observed = false;
-        if let Some((to, data)) = self.poll_punch(now, ctx) {
-            return self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
-                Frame::PathChallenge { data }
-                    .encode(w)
-                    .ok()
-                    .map(|()| PacketMeta::UNTRACKED)
-            });
-        }
         if self.send_candidates {
             self.send_candidates = false;
             self.candidates_gen = Some(ctx.nat.generation);
-            let hints = ctx.nat.hints();
+            // Before any probe: a probe would move a sequential NAT's prediction.
+            let hints = self.candidates_to_send(ctx);
             let mut enc = [0u8; 512];
             let mut ew = Writer::new(&mut enc);
             if hints.encode(&mut ew).is_ok() {
@@ -155,6 +148,14 @@ impl Session {
                     })
                 });
             }
+        }
+        if let Some((to, data)) = self.poll_punch(now, ctx) {
+            return self.build_packet(now, &mut buf[..limit], to, ctx, |_, w| {
+                Frame::PathChallenge { data }
+                    .encode(w)
+                    .ok()
+                    .map(|()| PacketMeta::UNTRACKED)
+            });
         }
         if let Some((peer, data)) = self.relay_out.front() {
             let (peer, data_len) = (*peer, data.len());

@@ -131,10 +131,12 @@ impl Hints {
     /// The step of a sequential endpoint-dependent allocator (positive), if the hints show
     /// one.
     pub fn sequential_step(&self) -> Option<i32> {
+        // `unsigned_abs`: a peer may send i32::MIN.
+        let step = self.port_step.unsigned_abs();
         (self.mapping == Mapping::EndpointDependent
-            && self.port_step != 0
-            && self.port_step.abs() <= MAX_SEQUENTIAL_STEP)
-            .then_some(self.port_step.abs())
+            && step != 0
+            && step <= MAX_SEQUENTIAL_STEP.unsigned_abs())
+        .then_some(step as i32)
     }
 
     /// A sequential NAT's most likely next public port: `next_port` if given, else one step
@@ -383,12 +385,18 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         h.encode(&mut w).unwrap();
         let n = w.len();
-        assert_eq!(Hints::decode(&buf[..n]), Some(h));
+        assert_eq!(Hints::decode(&buf[..n]), Some(h.clone()));
         assert_eq!(Hints::decode(&buf[..n - 1]), None);
         // Too many host addresses.
         let mut bad = buf[..12].to_vec();
         bad.push(MAX_HOST_CANDIDATES as u8 + 1);
         assert_eq!(Hints::decode(&bad), None);
+        // A hostile step (found by the rendezvous_msg fuzzer: `abs` overflowed).
+        let hostile = Hints {
+            port_step: i32::MIN,
+            ..h.clone()
+        };
+        assert_eq!(hostile.sequential_step(), None);
     }
 
     #[test]

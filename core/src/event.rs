@@ -164,8 +164,16 @@ pub enum Event {
     },
     /// The rendezvous server sent an unsolicited message (`Node::take_rendezvous_push`).
     RendezvousPush,
-    /// The control channel to the rendezvous server dropped; the node reconnects by itself.
+    /// The control channel to the rendezvous server dropped; the node reconnects by itself
+    /// (`Node::rendezvous_status` says why).
     RendezvousDisconnected,
+    /// A connection attempt to the rendezvous server failed; the node retries with backoff.
+    /// `RendezvousProblem::Unreachable` means no answer at all: the server is down or UDP is
+    /// blocked on the way.
+    RendezvousFailed {
+        /// Why.
+        problem: crate::node::RendezvousProblem,
+    },
     /// A rendezvous server told us the address it sees our packets come from (our
     /// reflexive address as seen through that session).
     ObservedAddress {

@@ -132,20 +132,51 @@ pub fn replay_window(data: &[u8]) {
 }
 
 /// `rendezvous_msg`: the rendezvous decoder never panics, and decoded responses and pushes
-/// re-encode to the same bytes.
+/// re-encode to the same bytes. The same bytes also feed the stream framing (split at
+/// arbitrary points, and written back through `FrameWriter` with a stingy stream) and the
+/// CANDIDATES hints: whatever decodes re-encodes identically, and the probe plan and
+/// schedule built from it stay within their bounds whatever the peer claims.
 pub fn rendezvous_msg(data: &[u8]) {
+    use crate::rendezvous::channel::{FrameReader, FrameWriter};
     use crate::rendezvous::msg::Message;
     // The stream framing around messages: arbitrary bytes never panic the reader, and it
     // never holds more than two maximal messages.
-    let mut reader = crate::rendezvous::channel::FrameReader::new();
-    for chunk in data.chunks(7) {
+    let split = 1 + data.first().map_or(7, |b| usize::from(*b % 31));
+    let mut reader = FrameReader::new();
+    let mut messages = Vec::new();
+    for chunk in data.chunks(split) {
         if reader.push(chunk).is_err() {
             break;
         }
         while let Ok(Some(m)) = reader.next_message() {
             let _ = Message::decode(&m);
+            messages.push(m);
         }
     }
+    // Whatever came out goes back through a writer and a stream that takes few bytes at a
+    // time, and reassembles to the same messages.
+    let mut writer = FrameWriter::new();
+    for m in &messages {
+        assert!(writer.push(m) || m.len() > crate::rendezvous::msg::MAX_MESSAGE);
+    }
+    let mut wire = Vec::new();
+    while !writer.is_empty() {
+        writer.flush(|b| {
+            let n = b.len().min(split);
+            wire.extend_from_slice(&b[..n]);
+            n
+        });
+    }
+    let mut again = FrameReader::new();
+    let mut back = Vec::new();
+    for chunk in wire.chunks(split.max(3)) {
+        again.push(chunk).expect("re-framed messages fit");
+        while let Ok(Some(m)) = again.next_message() {
+            back.push(m);
+        }
+    }
+    assert_eq!(back, messages, "framing round trip");
+    hints(data);
     let Some(msg) = Message::decode(data) else {
         return;
     };
@@ -163,16 +194,107 @@ pub fn rendezvous_msg(data: &[u8]) {
     }
 }
 
+/// The CANDIDATES hints in `data` (if they decode): round trip, and bounded plans and
+/// schedules against every kind of local NAT.
+fn hints(data: &[u8]) {
+    use crate::nat::{self, Hints, Mapping, ProbeBudget, Punch};
+    let Some(peer) = Hints::decode(data) else {
+        return;
+    };
+    let mut buf = [0u8; 512];
+    let mut w = Writer::new(&mut buf);
+    peer.encode(&mut w).expect("hints fit");
+    let n = w.len();
+    assert_eq!(Hints::decode(&buf[..n]).as_ref(), Some(&peer));
+    let sockets: Vec<SocketAddr> = (0..300u16)
+        .map(|p| SocketAddr::from(([10, 0, 0, 1], 40_000 + p)))
+        .collect();
+    let mut rng = crate::rng::NodeRng::new([7; 32]);
+    for (mapping, step) in [
+        (Mapping::Public, 0),
+        (Mapping::EndpointIndependent, 0),
+        (Mapping::EndpointDependent, 1),
+        (Mapping::EndpointDependent, 20_000),
+        (Mapping::Unknown, 0),
+    ] {
+        let ours = Hints {
+            mapping,
+            port_step: step,
+            next_port: 0,
+            epoch: 0,
+            local_port: 4000,
+            punch_sockets: sockets.len() as u16,
+            host: vec![SocketAddr::from(([10, 0, 0, 1], 4000))],
+            reflexive: vec![SocketAddr::from(([192, 0, 2, 1], 4000))],
+        };
+        let plan = nat::plan(&peer, &ours, sockets.len(), &mut rng);
+        assert!(
+            plan.candidates.len() <= nat::MAX_CANDIDATES + nat::PREDICT_SPAN as usize + 1,
+            "{plan:?}"
+        );
+        assert!(plan.spray.len() <= nat::BIRTHDAY_PROBES);
+        let peer_ips: BTreeSet<std::net::IpAddr> = peer
+            .host
+            .iter()
+            .chain(&peer.reflexive)
+            .map(SocketAddr::ip)
+            .collect();
+        for a in plan
+            .candidates
+            .iter()
+            .chain(&plan.spray)
+            .chain(&plan.socket_target)
+        {
+            assert!(
+                peer_ips.contains(&a.ip()),
+                "{a} is not one of the peer's addresses"
+            );
+        }
+        assert!(plan.spray_delay <= Duration::from_secs(5));
+        // The schedule: bounded, paced, and it ends.
+        #[allow(clippy::disallowed_methods)] // a base instant for the schedule
+        let t0 = Instant::now();
+        let mut punch = Punch::new(t0, [1; 8], &plan, sockets.len());
+        let mut budget = ProbeBudget::default();
+        let (mut now, mut sent, mut last) = (t0, 0usize, None);
+        while !punch.is_done(now) {
+            if punch.poll(now, &mut budget, &sockets).is_some() {
+                sent += 1;
+                if let Some(l) = last {
+                    assert!(now - l >= nat::punch::PROBE_INTERVAL);
+                }
+                last = Some(now);
+            }
+            now = punch.next_timeout().unwrap_or(punch.deadline()).max(now);
+            assert!(now - t0 < Duration::from_secs(60), "the attempt ends");
+            if punch.next_timeout().is_none() {
+                now = punch.deadline();
+            }
+        }
+        assert!(sent <= nat::punch::MAX_PROBES);
+    }
+}
+
 /// `rendezvous_server`: arbitrary (mostly validly signed) requests from a handful of
-/// identities, with time steps and connects/disconnects, never panic the server, always get
-/// a decodable answer, and never make a private node visible to a peer it does not trust.
+/// identities, with time steps, connects from arbitrary addresses, disconnects and relay
+/// requests, never panic the server, always get a decodable answer, never make a private
+/// node visible to a peer it does not trust, and never let one client relay more than its
+/// byte quota.
 pub fn rendezvous_server(data: &[u8]) {
     use crate::rendezvous::msg::{Message, Query, Registration, Request, Response};
     use crate::rendezvous::{Server, ServerConfig};
     let mut u = Unstructured::new(data);
     let server_id = Identity::from_secret([250; 32]);
     let server_peer = server_id.peer_id();
-    let mut server = Server::new(server_id, ServerConfig::default(), [1; 32]);
+    let config = ServerConfig {
+        relay_bytes_per_sec: 2_000,
+        relay_burst: 4_000,
+        ..ServerConfig::default()
+    };
+    let (rate, burst) = (config.relay_bytes_per_sec, config.relay_burst);
+    let mut server = Server::new(server_id, config, [1; 32]);
+    // Per connected client: when its quota started and the bytes it was allowed since.
+    let mut relayed: BTreeMap<crate::PeerId, (u64, u64)> = BTreeMap::new();
     let ids: Vec<Identity> = (1..=4u8).map(|i| Identity::from_secret([i; 32])).collect();
     let mut now = 1_800_000_000_000u64;
     let mut out = vec![0u8; crate::rendezvous::msg::MAX_MESSAGE];
@@ -182,7 +304,7 @@ pub fn rendezvous_server(data: &[u8]) {
             break;
         };
         let id = &ids[who];
-        let Ok(op) = u.int_in_range(0..=12u8) else {
+        let Ok(op) = u.int_in_range(0..=14u8) else {
             break;
         };
         let pick =
@@ -194,10 +316,41 @@ pub fn rendezvous_server(data: &[u8]) {
                     id.peer_id(),
                     SocketAddr::from(([198, 51, 100, who as u8], 1000)),
                 );
+                relayed.entry(id.peer_id()).or_insert((now, 0));
                 continue;
             }
             1 => {
                 server.disconnected(&id.peer_id());
+                relayed.remove(&id.peer_id());
+                continue;
+            }
+            13 => {
+                // Another observation, from anywhere (v4 or v6).
+                let ip: [u8; 16] = u.arbitrary().unwrap_or([0; 16]);
+                let port: u16 = u.arbitrary().unwrap_or(0);
+                let addr = if ip[0] % 2 == 0 {
+                    SocketAddr::from(([ip[1], ip[2], ip[3], ip[4]], port))
+                } else {
+                    SocketAddr::from((ip, port))
+                };
+                server.connected(now, id.peer_id(), addr);
+                relayed.entry(id.peer_id()).or_insert((now, 0));
+                assert!(
+                    server.observed(&id.peer_id()).len() <= crate::rendezvous::msg::MAX_CANDIDATES
+                );
+                continue;
+            }
+            14 => {
+                let to = pick(&mut u);
+                let len = usize::from(u.arbitrary::<u16>().unwrap_or(0));
+                if server.relay_allowed(now, &id.peer_id(), &to, len).is_ok() {
+                    let (since, bytes) = relayed
+                        .get_mut(&id.peer_id())
+                        .expect("only connected clients relay");
+                    *bytes += len as u64;
+                    let allowed = burst + rate * (now - *since) / 1000;
+                    assert!(*bytes <= allowed, "relayed {bytes} > quota {allowed}");
+                }
                 continue;
             }
             2 => {
@@ -713,6 +866,46 @@ mod seeds {
             )
             .unwrap();
             write("rendezvous_msg", "request", &out[..n]);
+        }
+        // CANDIDATES hints of every NAT kind (the same target checks their plans).
+        {
+            use crate::nat::{Hints, Mapping};
+            let host = vec![SocketAddr::from(([10, 1, 0, 2], 4000))];
+            for (name, mapping, step, refl) in [
+                ("hints-public", Mapping::Public, 0, vec![]),
+                ("hints-eim", Mapping::EndpointIndependent, 0, vec![4000]),
+                (
+                    "hints-sequential",
+                    Mapping::EndpointDependent,
+                    1,
+                    vec![20000, 20001],
+                ),
+                (
+                    "hints-random",
+                    Mapping::EndpointDependent,
+                    23456,
+                    vec![3100, 26556],
+                ),
+            ] {
+                let h = Hints {
+                    mapping,
+                    local_port: 4000,
+                    port_step: step,
+                    next_port: 0,
+                    punch_sockets: 256,
+                    epoch: 0,
+                    host: host.clone(),
+                    reflexive: refl
+                        .into_iter()
+                        .map(|p| SocketAddr::from(([198, 18, 0, 2], p)))
+                        .collect(),
+                };
+                let mut hb = [0u8; 512];
+                let mut w = Writer::new(&mut hb);
+                h.encode(&mut w).unwrap();
+                let n = w.len();
+                write("rendezvous_msg", name, &hb[..n]);
+            }
         }
         write(
             "rendezvous_server",

@@ -95,8 +95,8 @@ pub use io::{RecvMeta, Transmit};
 pub use node::PacketHookFn;
 pub use node::{
     ListenError, Node, OpenStreamError, REFUSED_PORT_CODE, RelayError, RelayRequest,
-    RendezvousConfig, RendezvousError, RendezvousStatus, SendDatagramError, SessionInfo, Stream,
-    TransportInfo,
+    RendezvousConfig, RendezvousError, RendezvousProblem, RendezvousStatus, SendDatagramError,
+    SessionInfo, Stream, TransportInfo,
 };
 pub use session::{
     DropReason, FrameCounts, FrameKind, NodeStats, PathInfo, Route, SessionState, SessionStats,

@@ -225,6 +225,39 @@ fn a_private_node_can_dial_a_public_one_through_the_relay() {
 }
 
 #[test]
+fn an_unreachable_server_is_reported_with_a_typed_reason() {
+    // The server's address answers nothing (down, or UDP blocked on the way).
+    let mut net = Net::new();
+    let key = tern_core::Identity::from_secret([SERVER; 32]).peer_id();
+    let mut rc = RendezvousConfig::new(
+        "10.0.0.99:4000".parse().unwrap(),
+        key,
+        Registration::default(),
+    );
+    rc.beacon = Some("10.0.0.99:4001".parse().unwrap());
+    let mut c = Config::default();
+    c.rendezvous = Some(rc);
+    let a = net.add(1, c, 0);
+    net.run_for(Duration::from_secs(20));
+    let problem = tern_core::RendezvousProblem::Unreachable;
+    assert!(
+        net.has_event(a, |e| *e == Event::RendezvousFailed { problem }),
+        "{:?}",
+        net.nodes[a].events
+    );
+    assert!(!net.has_event(a, |e| *e == Event::RendezvousDisconnected));
+    let st = net.nodes[a].node.rendezvous_status().unwrap();
+    assert!(!st.connected);
+    assert_eq!(st.problem, Some(problem));
+    assert!(st.failed_attempts >= 1);
+    let now = net.now;
+    assert_eq!(
+        net.nodes[a].node.connect_peer(now, key),
+        Err(tern_core::ConnectError::NoRelay)
+    );
+}
+
+#[test]
 fn a_taken_hostname_is_refused_with_a_reason() {
     let mut net = Net::new();
     let s = server(&mut net);

@@ -252,3 +252,166 @@ impl App for Script {
         }
     }
 }
+
+/// What a [`Pump`] has done so far (shared with the test through `Rc<RefCell<_>>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PumpState {
+    /// Sender: the session the stream runs on.
+    pub session: Option<SessionId>,
+    /// Sender: bytes written (accepted by the stream).
+    pub written: u64,
+    /// Sender: everything written and the FIN acknowledged by the peer.
+    pub finished: bool,
+    /// Receiver: bytes received in order.
+    pub received: u64,
+    /// Receiver: the first byte that differed from the pattern, if any.
+    pub corrupt_at: Option<u64>,
+    /// Receiver: the FIN arrived after every byte.
+    pub fin: bool,
+    /// Receiver: when the first byte arrived.
+    pub first_byte_at: Option<Duration>,
+    /// Receiver: simulated time of each 64 KiB boundary crossed (progress over time).
+    pub progress: Vec<(Duration, u64)>,
+}
+
+/// The byte at stream offset `i` of a [`Pump`] transfer.
+pub fn pump_byte(i: u64) -> u8 {
+    (i % 251) as u8 ^ (i >> 16) as u8
+}
+
+/// A stream transfer: the sender opens a stream to `port` as soon as a session it dialed is
+/// established and writes `total` bytes of a known pattern (as fast as flow and congestion
+/// control allow), then FIN; the receiver listens on `port` and checks every byte in order.
+#[derive(Debug)]
+pub struct Pump {
+    port: u16,
+    total: Option<u64>,
+    stream: Option<tern_core::StreamId>,
+    state: std::rc::Rc<std::cell::RefCell<PumpState>>,
+}
+
+impl Pump {
+    /// A sender of `total` bytes to `port`, and its shared state.
+    pub fn sender(port: u16, total: u64) -> (Self, std::rc::Rc<std::cell::RefCell<PumpState>>) {
+        let state = std::rc::Rc::default();
+        (
+            Self {
+                port,
+                total: Some(total),
+                stream: None,
+                state: std::rc::Rc::clone(&state),
+            },
+            state,
+        )
+    }
+
+    /// A receiver listening on `port`, and its shared state.
+    pub fn receiver(port: u16) -> (Self, std::rc::Rc<std::cell::RefCell<PumpState>>) {
+        let state = std::rc::Rc::default();
+        (
+            Self {
+                port,
+                total: None,
+                stream: None,
+                state: std::rc::Rc::clone(&state),
+            },
+            state,
+        )
+    }
+
+    fn write_more(&mut self, cx: &mut AppCx<'_>) {
+        let (Some(total), Some(id)) = (self.total, self.stream) else {
+            return;
+        };
+        let mut st = self.state.borrow_mut();
+        let mut chunk = [0u8; 16 * 1024];
+        while st.written < total {
+            let n = (total - st.written).min(chunk.len() as u64) as usize;
+            for (k, b) in chunk[..n].iter_mut().enumerate() {
+                *b = pump_byte(st.written + k as u64);
+            }
+            let Some(mut s) = cx.node.stream(id) else {
+                return;
+            };
+            match s.write(&chunk[..n]) {
+                Ok(k) if k > 0 => st.written += k as u64,
+                _ => return,
+            }
+        }
+        if let Some(mut s) = cx.node.stream(id) {
+            let _ = s.finish();
+        }
+    }
+
+    fn read_all(&mut self, cx: &mut AppCx<'_>) {
+        let Some(id) = self.stream else { return };
+        let now = cx.elapsed();
+        let mut st = self.state.borrow_mut();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(mut s) = cx.node.stream(id) else {
+                return;
+            };
+            match s.read(&mut buf) {
+                Ok(Some(n)) => {
+                    if st.first_byte_at.is_none() && n > 0 {
+                        st.first_byte_at = Some(now);
+                    }
+                    for (k, b) in buf[..n].iter().enumerate() {
+                        let at = st.received + k as u64;
+                        if st.corrupt_at.is_none() && *b != pump_byte(at) {
+                            st.corrupt_at = Some(at);
+                        }
+                    }
+                    let before = st.received >> 16;
+                    st.received += n as u64;
+                    if st.received >> 16 != before {
+                        let (t, r) = (now, st.received);
+                        st.progress.push((t, r));
+                    }
+                }
+                Ok(None) => {
+                    st.fin = true;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl App for Pump {
+    fn start(&mut self, cx: &mut AppCx<'_>) {
+        if self.total.is_none() {
+            cx.node.listen(self.port).expect("Pump: listen");
+        }
+    }
+
+    fn on_event(&mut self, cx: &mut AppCx<'_>, event: &Event) {
+        match *event {
+            Event::SessionEstablished {
+                session,
+                initiator: true,
+                ..
+            } if self.total.is_some() && self.stream.is_none() => {
+                if let Ok(id) = cx.node.open_stream(session, self.port) {
+                    self.stream = Some(id);
+                    self.state.borrow_mut().session = Some(session);
+                    self.write_more(cx);
+                }
+            }
+            Event::StreamWritable { stream } if Some(stream) == self.stream => self.write_more(cx),
+            Event::StreamFinished { stream } if Some(stream) == self.stream => {
+                self.state.borrow_mut().finished = true;
+            }
+            Event::StreamOpened { stream, port }
+                if port == self.port && self.total.is_none() && self.stream.is_none() =>
+            {
+                self.stream = Some(stream);
+                self.read_all(cx);
+            }
+            Event::StreamReadable { stream } if Some(stream) == self.stream => self.read_all(cx),
+            _ => {}
+        }
+    }
+}

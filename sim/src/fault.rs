@@ -77,6 +77,17 @@ pub enum Fault {
         /// The new IP MTU in bytes.
         mtu: usize,
     },
+    /// The internet drops (or, with `blocked: false`, stops dropping) every datagram between
+    /// the two hosts' public addresses, both ways: their direct path dies while each still
+    /// reaches everyone else (the relay). Public addresses are taken when the fault applies.
+    Blackhole {
+        /// One host.
+        a: HostId,
+        /// The other.
+        b: HostId,
+        /// Drop or heal.
+        blocked: bool,
+    },
     /// Turn UDP blocking on or off for one host (both ways).
     HostBlockUdp {
         /// The host.

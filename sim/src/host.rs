@@ -26,6 +26,21 @@ pub struct RawDatagram {
     pub bytes: Vec<u8>,
 }
 
+/// A datagram a watched host sent or received (see `Sim::watch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// When.
+    pub at: Duration,
+    /// Sent by the host (else received).
+    pub outgoing: bool,
+    /// Source: the host's own socket when sent, the sender as seen after NATs when received.
+    pub src: SocketAddr,
+    /// Destination: as addressed when sent, the local socket when received.
+    pub dst: SocketAddr,
+    /// Payload.
+    pub bytes: Vec<u8>,
+}
+
 /// A raw UDP endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct RawHost {
@@ -83,6 +98,8 @@ pub struct Host {
     pub(crate) realm: RealmId,
     pub(crate) ip: Ipv4Addr,
     pub(crate) port: u16,
+    pub(crate) extra_ports: Vec<u16>,
+    pub(crate) punch_ports: Vec<u16>,
     pub(crate) up: LinkState,
     pub(crate) down: LinkState,
     pub(crate) udp_blocked: bool,
@@ -91,6 +108,7 @@ pub struct Host {
     pub(crate) events: Vec<(Duration, Event)>,
     pub(crate) wake_at: Option<Duration>,
     pub(crate) wake_gen: u64,
+    pub(crate) captured: Option<Vec<Captured>>,
 }
 
 impl Host {
@@ -112,6 +130,22 @@ impl Host {
     /// Its default socket (its address in its realm).
     pub fn addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.ip, self.port)
+    }
+
+    /// Every socket the host listens on: the default one first, then its extra ports.
+    pub fn sockets(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.port)
+            .chain(self.extra_ports.iter().copied())
+            .map(|p| SocketAddr::from((self.ip, p)))
+            .collect()
+    }
+
+    /// The host's extra hole-punching sockets.
+    pub fn punch_sockets(&self) -> Vec<SocketAddr> {
+        self.punch_ports
+            .iter()
+            .map(|p| SocketAddr::from((self.ip, *p)))
+            .collect()
     }
 
     /// Host → network link.
@@ -138,6 +172,11 @@ impl Host {
             HostKind::Raw(r) => Some(r),
             HostKind::Node(_) => None,
         }
+    }
+
+    /// What the host sent and received since `Sim::watch` (empty if not watched).
+    pub fn captured(&self) -> &[Captured] {
+        self.captured.as_deref().unwrap_or(&[])
     }
 
     /// Every node event so far, with its time.

@@ -14,7 +14,12 @@
 //! it, and `SIM_LOG=1` to print every decision stamped with simulated time.
 //!
 //! Build a scenario with [`Topology`], run it with [`Sim`]'s `run_*` methods, and assert on
-//! node events, raw datagrams, NAT tables and the trace's counters.
+//! node events, raw datagrams, NAT tables and the trace's counters. Hosts can run the
+//! rendezvous server (`rendezvous_server`, two ports for the beacon) or register with it
+//! (`rendezvous_client`), carry extra hole-punching sockets (`punch_sockets`) and a [`Pump`]
+//! stream transfer; tests can spoof datagrams (`Sim::inject`), record a host's traffic
+//! (`Sim::watch`) and cut the direct path between two hosts (`Fault::Blackhole`). The
+//! [`matrix`] module runs the NAT matrix of issue 6.
 //!
 //! ## Commands
 //!
@@ -24,6 +29,8 @@
 //! SIM_LOG=1 cargo test -p tern-sim --test scenarios -- --nocapture   # trace lines (sim time)
 //! SIM_LOG=debug …                                          # plus the core's tracing output
 //! cargo run -p tern-sim --bin oracle                       # NAT pair table (p2p-anchors §4.3)
+//! cargo run -p tern-sim --bin nat-matrix                   # every pair end to end → NAT_MATRIX.md
+//! cargo run -p tern-sim --bin nat-matrix -- 4 4 home cloud-natgw   # one pair, run by run
 //! cargo run --release -p tern-sim --bin sim-bench          # simulated s per wall s
 //! cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run sim_scenario # the simulator's own fuzz target
 //! ```
@@ -40,6 +47,7 @@ pub mod host;
 pub mod ids;
 pub mod link;
 pub mod log;
+pub mod matrix;
 pub mod nat;
 pub mod net;
 pub mod oracle;
@@ -51,9 +59,9 @@ pub mod topology;
 pub mod trace;
 pub mod transfer;
 
-pub use app::{App, AppCx, Dialer, Idle, PeerInfo, Script};
+pub use app::{App, AppCx, Dialer, Idle, PeerInfo, Pump, PumpState, Script, pump_byte};
 pub use fault::{Direction, Fault};
-pub use host::{Host, RawDatagram};
+pub use host::{Captured, Host, RawDatagram};
 pub use ids::{HostId, NatId, PacketId, RealmId};
 pub use link::{LinkConfig, LinkPreset, Loss, Reorder};
 pub use nat::{Fallback, Filtering, Hairpin, Mapping, NatConfig, NatPreset, Pooling, PortAlloc};

@@ -3,7 +3,7 @@
 //! current realm, handed inbound to a child NAT that owns it, turned around by the realm's own
 //! NAT if it is that NAT's public address (hairpin), or handed outbound to the realm's NAT.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ pub struct Net {
     pub realms: Vec<Realm>,
     /// NATs by id.
     pub nats: Vec<Nat>,
+    /// Pairs of public addresses (smaller first) the internet drops datagrams between.
+    pub blackholes: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// Deepest NAT nesting routing follows before giving up (guards against a miswired loop).
@@ -112,6 +114,12 @@ impl Net {
         trace: &mut Trace,
     ) -> Result<Arrival, (Hop, DropReason)> {
         for _ in 0..MAX_HOPS {
+            if realm == RealmId::INTERNET && !self.blackholes.is_empty() {
+                let (x, y) = (*src.ip(), *dst.ip());
+                if self.blackholes.contains(&(x.min(y), x.max(y))) {
+                    return Err((Hop::Realm(realm), DropReason::Blackholed));
+                }
+            }
             let r = &self.realms[realm.0 as usize];
             if let Some(host) = r.host_at(*dst.ip()) {
                 return Ok(Arrival { host, src, dst });

@@ -7,6 +7,11 @@
 //! layers from the innermost endpoint-dependent one outwards; otherwise the chain is EIM with
 //! the strictest filtering of its layers. The matrix assumes APDF for endpoint-dependent
 //! NATs. Two hosts behind the same NAT (hairpin, LAN candidates) are out of its scope.
+//!
+//! One refinement of §4.3: EDM-preserve × EDM-random is 🎲, not ❌. A port-preserving
+//! endpoint-dependent NAT maps a socket to its own port for every destination, so its side
+//! is as predictable as an EIM side and birthday probing works the same way (the raw-host
+//! check in `tests/oracle_vs_sim.rs` confirms it against the NAT model).
 
 use std::fmt::Write as _;
 
@@ -155,8 +160,8 @@ pub fn expected_for_classes(a: NatClass, b: NatClass) -> Outcome {
         (EimApdf, EimApdf) => Outcome::Direct(SimultaneousOpen),
         // (b), (c): guess the EDM side's port (internal port, or last + delta).
         (EimApdf, EdmPreserve) | (EimApdf, EdmSequential) => Outcome::Direct(PortPrediction),
-        // (d)
-        (EimApdf, EdmRandom) => Outcome::Direct(BirthdayProbing),
+        // (d); and the refinement: a preserving EDM side sprays from one predictable port.
+        (EimApdf, EdmRandom) | (EdmPreserve, EdmRandom) => Outcome::Direct(BirthdayProbing),
         // (e)
         (EdmPreserve, EdmPreserve) => Outcome::Direct(PortPrediction),
         (EdmPreserve, EdmSequential) | (EdmSequential, EdmSequential) => {

@@ -15,7 +15,7 @@ use tern_core::{Event, Node, PeerId, RecvMeta, SessionId};
 use crate::app::{AppCx, Directory};
 use crate::clock::{self, SimTime};
 use crate::fault::{Direction, Fault};
-use crate::host::{Host, HostKind, REFLECT_PREFIX, RawDatagram};
+use crate::host::{Captured, Host, HostKind, REFLECT_PREFIX, RawDatagram};
 use crate::ids::{HostId, NatId, PacketId, RealmId};
 use crate::link::{LinkConfig, LinkState};
 use crate::log;
@@ -355,6 +355,8 @@ impl Sim {
         }
         match ev {
             Ev::Start(h) => {
+                // What a driver does at start: tell the node its local sockets.
+                self.announce_sockets(h);
                 self.with_app(h, |app, cx| app.start(cx));
                 self.drain(h);
             }
@@ -451,6 +453,72 @@ impl Sim {
         self.send(h, Some(SocketAddr::from((ip, port))), dst, bytes.to_vec());
     }
 
+    /// Injects a datagram into the internet now, as if sent from `src` (any address: a
+    /// spoofing attacker, or a replay of captured bytes). It is routed like any packet that
+    /// reaches the internet, without an access link.
+    pub fn inject(&mut self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
+        let id = self.new_packet();
+        self.trace.push(
+            self.now,
+            Record::Inject {
+                pkt: id,
+                src,
+                dst,
+                len: bytes.len(),
+                digest: digest(bytes),
+            },
+        );
+        let (Ok(src), Ok(dst)) = (v4(src), v4(dst)) else {
+            return self.drop_packet(id, Hop::Realm(RealmId::INTERNET), DropReason::NotIpv4);
+        };
+        let pkt = Packet {
+            id,
+            src,
+            dst,
+            bytes: bytes.to_vec(),
+        };
+        self.schedule_packet(
+            self.now,
+            Ev::Route {
+                realm: RealmId::INTERNET,
+                pkt,
+            },
+        );
+    }
+
+    /// Starts recording every datagram host `h` sends and receives ([`Host::captured`]).
+    pub fn watch(&mut self, h: HostId) {
+        let host = &mut self.hosts[h.0 as usize];
+        if host.captured.is_none() {
+            host.captured = Some(Vec::new());
+        }
+    }
+
+    /// What host `h` sent and received since [`Sim::watch`].
+    pub fn captured(&self, h: HostId) -> &[Captured] {
+        self.host(h).captured()
+    }
+
+    /// The addresses host `h`'s packets carry on the internet: its own if it is public,
+    /// otherwise the public addresses of the outermost NAT in front of it.
+    pub fn public_ips(&self, h: HostId) -> Vec<Ipv4Addr> {
+        let host = self.host(h);
+        let mut realm = host.realm;
+        let mut ips = vec![host.ip];
+        for _ in 0..64 {
+            if realm == RealmId::INTERNET {
+                return ips;
+            }
+            let Some(nat) = self.net.realms[realm.0 as usize].gateway else {
+                return ips;
+            };
+            let nat = &self.net.nats[nat.0 as usize];
+            ips = nat.public_ips().to_vec();
+            realm = nat.outside();
+        }
+        ips
+    }
+
     /// Schedules a fault at simulated time `at` (not before now).
     pub fn schedule(&mut self, at: Duration, fault: Fault) {
         self.queue.push(at.max(self.now), Ev::Fault(fault));
@@ -511,6 +579,18 @@ impl Sim {
             Fault::HostBlockUdp { host, blocked } => {
                 self.hosts[host.0 as usize].udp_blocked = blocked
             }
+            Fault::Blackhole { a, b, blocked } => {
+                for x in self.public_ips(a) {
+                    for y in self.public_ips(b) {
+                        let pair = (x.min(y), x.max(y));
+                        if blocked {
+                            self.net.blackholes.insert(pair);
+                        } else {
+                            self.net.blackholes.remove(&pair);
+                        }
+                    }
+                }
+            }
             Fault::Roam {
                 host,
                 realm,
@@ -528,6 +608,7 @@ impl Sim {
                 h.ip = ip;
                 self.dir.info[host.0 as usize].addr = SocketAddr::from((ip, h.port));
                 if notify {
+                    self.announce_sockets(host);
                     let now = self.instant();
                     if let HostKind::Node(n) = &mut self.hosts[host.0 as usize].kind {
                         n.node.handle_network_change(now);
@@ -576,6 +657,16 @@ impl Sim {
     }
 
     // ---- internals ----
+
+    /// Tells a node its local sockets (host candidates) and hole-punching sockets.
+    fn announce_sockets(&mut self, h: HostId) {
+        let host = &mut self.hosts[h.0 as usize];
+        let (sockets, punch) = (host.sockets(), host.punch_sockets());
+        if let HostKind::Node(n) = &mut host.kind {
+            n.node.set_local_addresses(&sockets);
+            n.node.set_punch_sockets(&punch);
+        }
+    }
 
     fn with_app(&mut self, h: HostId, f: impl FnOnce(&mut dyn crate::app::App, &mut AppCx<'_>)) {
         let mut timers = Vec::new();
@@ -718,7 +809,17 @@ impl Sim {
         {
             p.record(self.now, src, dst, &bytes);
         }
+        let now = self.now;
         let host = &mut self.hosts[h.0 as usize];
+        if let Some(c) = host.captured.as_mut() {
+            c.push(Captured {
+                at: now,
+                outgoing: true,
+                src: src.into(),
+                dst: dst.into(),
+                bytes: bytes.clone(),
+            });
+        }
         if host.udp_blocked {
             return self.drop_packet(id, Hop::Host(h), DropReason::UdpBlocked);
         }
@@ -846,6 +947,15 @@ impl Sim {
         }
         let now = self.now;
         let host = &mut self.hosts[h.0 as usize];
+        if let Some(c) = host.captured.as_mut() {
+            c.push(Captured {
+                at: now,
+                outgoing: false,
+                src: pkt.src.into(),
+                dst: pkt.dst.into(),
+                bytes: pkt.bytes.clone(),
+            });
+        }
         let default_port = host.port;
         match &mut host.kind {
             HostKind::Node(nh) => {

@@ -20,7 +20,8 @@
 
 use std::time::Duration;
 
-use tern_core::{Config, Identity, Node};
+use tern_core::rendezvous::{Registration, ServerConfig};
+use tern_core::{Config, Identity, Node, RendezvousConfig};
 
 use crate::app::{App, Directory, Idle, PeerInfo};
 use crate::clock::{self, UNIX_START};
@@ -36,6 +37,10 @@ use crate::trace::Keep;
 
 /// Default port of a host's socket.
 pub const DEFAULT_PORT: u16 = 4000;
+/// First port of a host's extra hole-punching sockets ([`HostBuilder::punch_sockets`]).
+pub const PUNCH_PORT_BASE: u16 = 40_000;
+/// Most hole-punching sockets a host may have.
+pub const MAX_PUNCH_SOCKETS: u16 = 1024;
 
 #[derive(Debug)]
 struct NatSpec {
@@ -55,10 +60,26 @@ enum Kind {
     },
 }
 
+/// A host's part in the rendezvous service.
+#[derive(Clone, Debug)]
+enum Role {
+    None,
+    /// Runs the rendezvous server (directory, beacon, relay).
+    Server,
+    /// Registers with the server running on the named host.
+    Client {
+        server: String,
+        registration: Registration,
+    },
+}
+
 struct HostSpec {
     name: String,
     behind: Option<NatId>,
     port: u16,
+    extra_ports: Vec<u16>,
+    punch_sockets: u16,
+    role: Role,
     up: LinkConfig,
     down: LinkConfig,
     kind: Kind,
@@ -119,6 +140,9 @@ impl Topology {
                 name: name.to_owned(),
                 behind: None,
                 port: DEFAULT_PORT,
+                extra_ports: Vec::new(),
+                punch_sockets: 0,
+                role: Role::None,
                 up: LinkConfig::default(),
                 down: LinkConfig::default(),
                 kind: Kind::Node {
@@ -171,8 +195,10 @@ impl Topology {
             ));
         }
         let mut dir = Directory::default();
-        let mut hosts = Vec::new();
-        for (i, spec) in self.hosts.into_iter().enumerate() {
+        // First pass: addresses and identities, so that rendezvous clients can pin their
+        // server's address and key.
+        let mut placed = Vec::with_capacity(self.hosts.len());
+        for (i, spec) in self.hosts.iter().enumerate() {
             let id = HostId(i as u32);
             assert!(
                 dir.names.insert(spec.name.clone(), id).is_none(),
@@ -182,14 +208,68 @@ impl Topology {
             let realm = spec.behind.map_or(RealmId::INTERNET, |n| RealmId(n.0 + 1));
             let ip = net.realms[realm.0 as usize].allocate();
             net.attach_host(realm, ip, id);
+            let identity = Identity::from_secret(tree.seed_bytes("identity", &spec.name));
+            placed.push((realm, ip, identity));
+        }
+        let servers: std::collections::BTreeMap<
+            String,
+            (std::net::SocketAddr, Option<u16>, usize),
+        > = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| matches!(h.role, Role::Server))
+            .map(|(i, h)| {
+                assert_eq!(
+                    placed[i].0,
+                    RealmId::INTERNET,
+                    "rendezvous server {:?} must be public",
+                    h.name
+                );
+                (
+                    h.name.clone(),
+                    (
+                        (placed[i].1, h.port).into(),
+                        h.extra_ports.first().copied(),
+                        i,
+                    ),
+                )
+            })
+            .collect();
+        let mut hosts = Vec::new();
+        for (i, spec) in self.hosts.into_iter().enumerate() {
+            let id = HostId(i as u32);
+            let (realm, ip, identity) = placed[i].clone();
             let up = LinkState::new(spec.up, tree.stream("link", &format!("{}/up", spec.name)));
             let down = LinkState::new(
                 spec.down,
                 tree.stream("link", &format!("{}/down", spec.name)),
             );
             let (kind, peer_id) = match spec.kind {
-                Kind::Node { config, app } => {
-                    let identity = Identity::from_secret(tree.seed_bytes("identity", &spec.name));
+                Kind::Node { mut config, app } => {
+                    match &spec.role {
+                        Role::None => {}
+                        Role::Server => {
+                            if config.rendezvous_server.is_none() {
+                                config.rendezvous_server = Some(ServerConfig::default());
+                            }
+                        }
+                        Role::Client {
+                            server,
+                            registration,
+                        } => {
+                            let &(addr, beacon, k) = servers.get(server).unwrap_or_else(|| {
+                                panic!("host {:?}: no rendezvous server {server:?}", spec.name)
+                            });
+                            let mut rc = RendezvousConfig::new(
+                                addr,
+                                placed[k].2.peer_id(),
+                                registration.clone(),
+                            );
+                            rc.beacon = beacon.map(|p| (addr.ip(), p).into());
+                            config.rendezvous = Some(rc);
+                        }
+                    }
                     let node = Node::new(
                         identity,
                         *config,
@@ -215,20 +295,32 @@ impl Topology {
                 addr: (ip, spec.port).into(),
                 peer_id,
             });
+            let punch_ports: Vec<u16> = (0..spec.punch_sockets)
+                .map(|k| PUNCH_PORT_BASE + k)
+                .collect();
+            let bound = spec
+                .extra_ports
+                .iter()
+                .chain(&punch_ports)
+                .copied()
+                .collect();
             hosts.push(Host {
                 id,
                 name: spec.name,
                 realm,
                 ip,
                 port: spec.port,
+                extra_ports: spec.extra_ports,
+                punch_ports,
                 up,
                 down,
                 udp_blocked: false,
                 kind,
-                bound: Default::default(),
+                bound,
                 events: Vec::new(),
                 wake_at: None,
                 wake_gen: 0,
+                captured: None,
             });
         }
         Sim::assemble(
@@ -325,7 +417,46 @@ impl HostBuilder<'_> {
         self
     }
 
-    /// The node's configuration.
+    /// More sockets on other ports of the host (a rendezvous server's second address, the
+    /// beacon: clients compare what both addresses see to detect endpoint-dependent mapping).
+    pub fn extra_ports(mut self, ports: &[u16]) -> Self {
+        self.spec.extra_ports = ports.to_vec();
+        self
+    }
+
+    /// `n` extra sockets for hole punching (ports [`PUNCH_PORT_BASE`]`..`), bound at start
+    /// and given to the node with `Node::set_punch_sockets`: the hard side of birthday
+    /// probing sends from each so its endpoint-dependent NAT opens one mapping per socket.
+    pub fn punch_sockets(mut self, n: u16) -> Self {
+        assert!(
+            n <= MAX_PUNCH_SOCKETS,
+            "at most {MAX_PUNCH_SOCKETS} punch sockets"
+        );
+        self.spec.punch_sockets = n;
+        self
+    }
+
+    /// Runs the rendezvous server (directory, beacon, relay) on this host, with a second
+    /// socket on port + 1 for the beacon's second observation. The host must be public.
+    pub fn rendezvous_server(mut self) -> Self {
+        self.spec.role = Role::Server;
+        if self.spec.extra_ports.is_empty() {
+            self.spec.extra_ports = vec![self.spec.port + 1];
+        }
+        self
+    }
+
+    /// Registers with the rendezvous server running on host `server` (its address, beacon
+    /// address and key are filled in when the scenario is built), publishing `registration`.
+    pub fn rendezvous_client(mut self, server: &str, registration: Registration) -> Self {
+        self.spec.role = Role::Client {
+            server: server.to_owned(),
+            registration,
+        };
+        self
+    }
+
+    /// The node's configuration (rendezvous roles are added on top of it).
     pub fn config(mut self, config: Config) -> Self {
         if let Kind::Node { config: c, .. } = &mut self.spec.kind {
             **c = config;

@@ -48,6 +48,9 @@ pub enum DropReason {
     SourceNotLocal,
     /// The simulator models IPv4 only.
     NotIpv4,
+    /// The internet drops everything between these two public addresses
+    /// ([`Fault::Blackhole`]).
+    Blackholed,
 }
 
 impl DropReason {
@@ -68,6 +71,7 @@ impl DropReason {
             DropReason::PortUnreachable => "port_unreachable",
             DropReason::SourceNotLocal => "source_not_local",
             DropReason::NotIpv4 => "not_ipv4",
+            DropReason::Blackholed => "blackholed",
         }
     }
 }
@@ -176,6 +180,20 @@ pub enum Record {
         /// New packet.
         pkt: PacketId,
         /// Source socket.
+        src: SocketAddr,
+        /// Destination.
+        dst: SocketAddr,
+        /// Payload length.
+        len: usize,
+        /// FNV-1a of the payload.
+        digest: u64,
+    },
+    /// A datagram was injected into the internet with a source of the test's choosing (a
+    /// spoofing attacker).
+    Inject {
+        /// New packet.
+        pkt: PacketId,
+        /// Claimed source.
         src: SocketAddr,
         /// Destination.
         dst: SocketAddr,

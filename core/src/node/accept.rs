@@ -256,6 +256,9 @@ impl Node {
         s.remote_index = init.sender;
         s.keys = keys;
         s.peer = peer;
+        if let Route::Relay { via, .. } = from {
+            s.relay_peer = self.relays.get(&via).copied();
+        }
         s.peer_reset_token = reset_token;
         s.timers.set(
             TimerKind::HandshakeExpire,

@@ -3,6 +3,7 @@
 //! methods are thin; the logic lives in `session/` and `accept`.
 
 mod accept;
+mod nat;
 mod relay;
 mod rendezvous;
 mod replies;
@@ -32,7 +33,7 @@ use crate::time::{TimerHeap, TimerKind};
 use crate::wire::header::{self, Header, HeaderError};
 
 pub use relay::{RelayError, RelayQueue, RelayRequest};
-pub use rendezvous::{RendezvousConfig, RendezvousError, RendezvousStatus};
+pub use rendezvous::{RendezvousConfig, RendezvousError, RendezvousProblem, RendezvousStatus};
 use replies::Replies;
 #[cfg(feature = "fuzzing")]
 pub use streams::PacketHookFn;
@@ -469,16 +470,24 @@ impl Node {
         self.rdv_process(now);
     }
 
-    /// The local network changed (interface up/down, new address): every session sends a
-    /// PING at once, so NAT mappings are refreshed and the peer re-validates our path.
+    /// The local network changed (interface up/down, new address; call
+    /// [`Node::set_local_addresses`] first with the new sockets): every session sends a PING
+    /// at once, so NAT mappings are refreshed and the peer re-validates our path; sessions
+    /// on a direct path that have a relay move to it (the direct path most likely died with
+    /// the old address) and punch again once our new reflexive address is known; the
+    /// rendezvous client re-learns that address from both server addresses.
     pub fn handle_network_change(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         for slot in 0..self.slots.len() as u32 {
             self.with_session(slot, |s, ctx| {
                 if s.is_established() {
+                    s.on_network_change(now, ctx);
                     s.queue_ping(now, false, ctx.config);
                 }
             });
         }
+        self.rdv_network_change(now);
+        self.rdv_process(now);
     }
 
     // ---- output ----

@@ -171,22 +171,6 @@ impl Node {
         }
     }
 
-    /// The local addresses peers may reach this node at directly (its LAN candidates): the
-    /// driver reports its bound sockets (with the interface addresses, for wildcard binds).
-    pub fn set_local_addresses(&mut self, addrs: &[std::net::SocketAddr]) {
-        self.nat.host = addrs
-            .iter()
-            .copied()
-            .take(crate::nat::MAX_CANDIDATES / 2)
-            .collect();
-    }
-
-    /// Extra local sockets for hole punching behind an endpoint-dependent NAT (the driver
-    /// binds them; probes go out of each so the NAT opens one mapping per socket).
-    pub fn set_punch_sockets(&mut self, addrs: &[std::net::SocketAddr]) {
-        self.nat.punch_sockets = addrs.iter().copied().take(512).collect();
-    }
-
     /// The established session this node has with `peer` (most recent), if any.
     pub fn session_with(&self, peer: &PeerId) -> Option<SessionId> {
         self.by_peer.get(peer).copied()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::Node;
-use crate::event::Event;
+use crate::event::{CloseReason, Event};
 use crate::identity::PeerId;
 use crate::ids::SessionId;
 use crate::rendezvous::channel::{FrameReader, FrameWriter, RENDEZVOUS_PORT};
@@ -74,12 +74,54 @@ pub enum RendezvousError {
     NotConnected,
 }
 
+/// Why the node is not (or no longer) connected to its rendezvous server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RendezvousProblem {
+    /// The server never answered our handshakes: it is down, its address is wrong, or UDP
+    /// is blocked on the way (then only a relay over TCP/TLS 443 can help).
+    Unreachable,
+    /// We had a session and stopped hearing from the server (network lost, or the server
+    /// went away); reconnecting.
+    Lost,
+    /// Whoever answers at the server's address holds another key than the pinned one.
+    WrongKey,
+    /// The server refused our session (its trust policy).
+    Refused,
+    /// The server closed the session with this code.
+    Closed {
+        /// The server's code (see `close_code`).
+        code: u64,
+    },
+}
+
+impl RendezvousProblem {
+    fn of(reason: CloseReason, was_connected: bool) -> Self {
+        match reason {
+            CloseReason::HandshakeTimeout => RendezvousProblem::Unreachable,
+            CloseReason::IdleTimeout if !was_connected => RendezvousProblem::Unreachable,
+            CloseReason::IdleTimeout => RendezvousProblem::Lost,
+            CloseReason::PeerMismatch { .. } => RendezvousProblem::WrongKey,
+            CloseReason::Refused => RendezvousProblem::Refused,
+            CloseReason::Peer { code } | CloseReason::Local { code } => {
+                RendezvousProblem::Closed { code }
+            }
+            _ => RendezvousProblem::Lost,
+        }
+    }
+}
+
 /// What the node knows about its rendezvous connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RendezvousStatus {
     /// The control channel is up.
     pub connected: bool,
+    /// Why the last connection attempt failed or the last connection ended; cleared once
+    /// connected.
+    pub problem: Option<RendezvousProblem>,
+    /// Connection attempts that failed in a row.
+    pub failed_attempts: u32,
     /// Our signed record, once registered.
     pub record: Option<SignedRecord>,
     /// Our address as the server's first and second addresses see it.
@@ -104,6 +146,9 @@ const MAX_KEPT: usize = 256;
 /// First and longest reconnect delay.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// After our reflexive address changed, how long to wait for the second server address's
+/// observation before telling peers the new candidates anyway.
+const RELEARN_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 pub(crate) struct ClientRole {
@@ -123,6 +168,11 @@ pub(crate) struct ClientRole {
     next_connect: Option<Instant>,
     backoff: Duration,
     next_refresh: Option<Instant>,
+    /// The session has been established at least once since it was opened.
+    session_up: bool,
+    /// Our reflexive address changed: peers get the new candidates once the beacon
+    /// answered, or at this deadline.
+    relearn_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -164,6 +214,8 @@ impl ClientRole {
             next_connect: Some(now),
             backoff: RECONNECT_MIN,
             next_refresh: None,
+            session_up: false,
+            relearn_until: None,
         }
     }
 }
@@ -385,6 +437,7 @@ impl Node {
                             beacon.and_then(|b| self.connect(now, b, Some(key)).ok());
                         if let Some(role) = self.rdv_client.as_mut() {
                             role.session = Some(s);
+                            role.session_up = false;
                             role.beacon = beacon_session;
                         }
                     }
@@ -401,6 +454,12 @@ impl Node {
                 && role.next_refresh.is_some_and(|t| t <= now)
             {
                 self.rdv_register(now);
+            }
+            if let Some(role) = self.rdv_client.as_mut()
+                && role.relearn_until.is_some_and(|t| t <= now)
+            {
+                role.relearn_until = None;
+                self.nat_changed();
             }
         }
         // Internal events.
@@ -434,6 +493,11 @@ impl Node {
             .map_or((None, None, None), |r| (r.session, r.beacon, r.stream));
         match *e {
             Event::SessionEstablished { session, .. } if Some(session) == client_session => {
+                if let Some(role) = self.rdv_client.as_mut() {
+                    role.session_up = true;
+                    role.status.problem = None;
+                    role.status.failed_attempts = 0;
+                }
                 let _ = self.use_relay(session);
                 if let Ok(stream) = self.open_stream(session, RENDEZVOUS_PORT)
                     && let Some(role) = self.rdv_client.as_mut()
@@ -447,16 +511,31 @@ impl Node {
                 true
             }
             Event::SessionEstablished { session, .. } if Some(session) == client_beacon => true,
-            Event::SessionClosed { session, .. } if Some(session) == client_session => {
+            Event::SessionClosed {
+                session, reason, ..
+            } if Some(session) == client_session => {
+                let mut was_up = false;
+                let mut problem = RendezvousProblem::Lost;
                 if let Some(role) = self.rdv_client.as_mut() {
-                    warn!("rendezvous session closed; reconnecting");
+                    was_up = role.session_up;
+                    problem = RendezvousProblem::of(reason, was_up);
+                    warn!(?problem, "rendezvous session closed; reconnecting");
                     role.session = None;
+                    role.session_up = false;
                     role.stream = None;
                     role.next_refresh = None;
                     role.next_connect = Some(now + role.backoff);
                     role.backoff = (role.backoff * 2).min(RECONNECT_MAX);
+                    role.status.problem = Some(problem);
+                    if !was_up {
+                        role.status.failed_attempts = role.status.failed_attempts.saturating_add(1);
+                    }
                 }
-                self.events.push_back(Event::RendezvousDisconnected);
+                self.events.push_back(if was_up {
+                    Event::RendezvousDisconnected
+                } else {
+                    Event::RendezvousFailed { problem }
+                });
                 true
             }
             Event::SessionClosed { session, .. } if Some(session) == client_beacon => {
@@ -466,17 +545,22 @@ impl Node {
                 true
             }
             Event::ObservedAddress { session, addr } if Some(session) == client_session => {
+                let previous = self.nat.observed[0];
                 if let Some(role) = self.rdv_client.as_mut() {
                     role.status.observed[0] = Some(addr);
                 }
-                self.nat.observed[0] = Some(addr);
+                if self.set_observed(0, Some(addr)) {
+                    self.rdv_relearn(now, previous.is_some());
+                }
                 true
             }
             Event::ObservedAddress { session, addr } if Some(session) == client_beacon => {
                 if let Some(role) = self.rdv_client.as_mut() {
                     role.status.observed[1] = Some(addr);
+                    role.relearn_until = None;
                 }
-                self.nat.observed[1] = Some(addr);
+                self.set_observed(1, Some(addr));
+                self.nat_changed();
                 // One observation is all the second address is for.
                 let _ = self.close(now, session, 0);
                 true
@@ -562,6 +646,54 @@ impl Node {
             }
             Err(e) => warn!(error = %e, "bad message from the rendezvous server"),
         }
+    }
+
+    /// Our reflexive address changed (or was learned): if it changed, the second server
+    /// address's observation is stale too, so ask again; peers hear of the new candidates
+    /// when it answers (or after [`RELEARN_WAIT`]).
+    fn rdv_relearn(&mut self, now: Instant, changed: bool) {
+        let Some(role) = self.rdv_client.as_ref() else {
+            return;
+        };
+        let (beacon_addr, key, beacon_open) = (role.config.beacon, role.config.key, role.beacon);
+        if changed {
+            self.set_observed(1, None);
+            if let Some(role) = self.rdv_client.as_mut() {
+                role.status.observed[1] = None;
+            }
+        }
+        match beacon_addr {
+            Some(addr) if self.nat.observed[1].is_none() => {
+                if beacon_open.is_none() {
+                    let s = self.connect(now, addr, Some(key)).ok();
+                    if let Some(role) = self.rdv_client.as_mut() {
+                        role.beacon = s;
+                    }
+                }
+                if let Some(role) = self.rdv_client.as_mut() {
+                    role.relearn_until = Some(now + RELEARN_WAIT);
+                }
+            }
+            _ => self.nat_changed(),
+        }
+    }
+
+    /// The local network changed: our reflexive addresses are unknown until the server's
+    /// two addresses see us again.
+    pub(super) fn rdv_network_change(&mut self, now: Instant) {
+        let Some(role) = self.rdv_client.as_mut() else {
+            return;
+        };
+        role.status.observed = [None, None];
+        let beacon = role.beacon.take();
+        if let Some(b) = beacon {
+            let _ = self.close(now, b, 0);
+        }
+        self.set_observed(0, None);
+        self.set_observed(1, None);
+        // The main session's observation arrives once the server has validated our new
+        // path; the beacon's from a fresh session now.
+        self.rdv_relearn(now, false);
     }
 
     // ---- server role ----
@@ -738,6 +870,9 @@ impl Node {
     /// Earliest rendezvous timer.
     pub(super) fn rdv_poll_timeout(&self) -> Option<Instant> {
         let r = self.rdv_client.as_ref()?;
-        [r.next_connect, r.next_refresh].into_iter().flatten().min()
+        [r.next_connect, r.next_refresh, r.relearn_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -332,6 +332,12 @@ impl<F: Copy> Recovery<F> {
         Ok(out)
     }
 
+    /// Forgets the probe-timeout backoff (the session moved to another path: the timeouts
+    /// counted the old one).
+    pub fn reset_pto_backoff(&mut self) {
+        self.pto_count = 0;
+    }
+
     /// Runs the loss-detection timer if due. Safe to call early or spuriously
     /// ([`TimeoutOutcome::Nothing`]).
     pub fn on_timeout(

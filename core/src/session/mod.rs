@@ -47,7 +47,7 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut NodeStats,
     pub clock: &'a mut UnixClock,
     pub relay_in: &'a mut crate::node::RelayQueue,
-    pub nat: &'a NatLocal,
+    pub nat: &'a mut NatLocal,
 }
 
 /// Wall-clock time derived from the `Instant` timeline (captured once at `Node::new`), and
@@ -206,15 +206,26 @@ pub(crate) struct Session {
     punch: Option<crate::nat::Punch>,
     /// When to try punching again.
     next_punch: Option<Instant>,
+    /// Failed attempts in a row (for the retry backoff).
+    punch_failures: u32,
+    /// When the last attempt started (attempts restart at most every `MIN_RESTART`).
+    punch_started: Option<Instant>,
+    /// Sent with our candidates; bumped to ask the peer for a synchronised retry.
+    punch_epoch: u8,
+    /// Waiting for the peer's answer to a retry request until then.
+    sync_until: Option<Instant>,
     /// The relay route to fall back to when a direct path dies.
     pub relay_route: Option<Route>,
     /// When an authenticated packet last arrived on the current direct route.
-    last_direct_rx: Option<Instant>,
+    pub(super) last_direct_rx: Option<Instant>,
     /// What the peer told us about reaching it.
     peer_hints: Option<crate::nat::Hints>,
     /// Our CANDIDATES must be sent.
     send_candidates: bool,
-    candidates_sent: bool,
+    /// The generation of our candidates the peer was last sent.
+    candidates_gen: Option<u64>,
+    /// The hints being announced (taken when first sent, resent unchanged if lost).
+    candidates_out: Option<crate::nat::Hints>,
     pub(crate) observed_seq: u64,
 }
 
@@ -286,11 +297,16 @@ impl Session {
             tp: None,
             punch: None,
             next_punch: None,
+            punch_failures: 0,
+            punch_started: None,
+            punch_epoch: 0,
+            sync_until: None,
             relay_route: None,
             last_direct_rx: None,
             peer_hints: None,
             send_candidates: false,
-            candidates_sent: false,
+            candidates_gen: None,
+            candidates_out: None,
             observed_seq: 0,
         }
     }
@@ -416,7 +432,9 @@ impl Session {
         if self.route.is_relay() {
             // Relay-first: tell the peer how we might be reached directly.
             self.relay_route = Some(self.route);
-            self.send_candidates = !ctx.nat.host.is_empty() || ctx.nat.observed[0].is_some();
+            if ctx.nat.has_candidates() {
+                self.announce_candidates();
+            }
         }
         // A first PING: confirms the handshake to the peer and gives an RTT sample.
         self.queue_ping(now, false, ctx.config);
@@ -502,6 +520,14 @@ impl Session {
         };
         if matches!(self.state, SessionState::Closed | SessionState::Draining) {
             ctx.stats.drops.add(DropReason::UnexpectedState);
+            return;
+        }
+        // A relayed packet must come through a relay from this session's own peer: another
+        // relay client cannot inject into (or replay onto) our session (Pilot S8, S9).
+        if let Route::Relay { peer, .. } = from
+            && self.peer.is_some_and(|p| p != peer)
+        {
+            ctx.stats.drops.add(DropReason::RelayDenied);
             return;
         }
         if !self.replay.check(counter) {
@@ -598,9 +624,9 @@ impl Session {
                 }
                 Frame::PathResponse { data } => {
                     if let Route::Direct { remote, local } = from
-                        && !self.on_punch_response(remote, local, &data, ctx)
+                        && !self.on_punch_response(now, remote, local, &data, ctx)
                     {
-                        self.on_path_response(remote, local, data, ctx);
+                        self.on_path_response(now, remote, local, data, ctx);
                     }
                 }
                 Frame::Candidates { data } => {
@@ -707,7 +733,7 @@ impl Session {
                                 > (self.rtt.pto() * 3).max(Duration::from_secs(1))
                         }) =>
                 {
-                    self.set_route(from, ctx);
+                    self.set_route(now, from, ctx);
                 }
                 _ => {}
             }

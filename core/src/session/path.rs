@@ -137,6 +137,7 @@ impl Session {
 
     pub(super) fn on_path_response(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         local: Option<SocketAddr>,
         data: [u8; 8],
@@ -150,15 +151,16 @@ impl Session {
         let local = local.or(p.local);
         self.probe = None;
         self.timers.stop(TimerKind::PathProbe);
-        self.set_route(Route::direct(from, local), ctx);
+        self.set_route(now, Route::direct(from, local), ctx);
     }
 
     /// Moves the session to `route` and reports it.
-    pub(crate) fn set_route(&mut self, route: Route, ctx: &mut Ctx<'_>) {
+    pub(crate) fn set_route(&mut self, now: Instant, route: Route, ctx: &mut Ctx<'_>) {
         if self.route == route {
             return;
         }
         self.route = route;
+        self.on_route_change(now, route);
         self.stats.path_changes += 1;
         self.send_observed = ctx.config.send_observed_addresses;
         let path = match route {

@@ -158,6 +158,8 @@ pub struct NodeStats {
     pub resets_received: u64,
     /// Key updates (either side started).
     pub key_updates: u64,
+    /// Hole-punching probes sent (every session).
+    pub punch_probes: u64,
     /// Dropped input by reason.
     pub drops: DropCounts,
 }

@@ -124,17 +124,11 @@ impl Session {
             });
         }
         self.send_observed = false;
-        if let Some((to, data)) = self.poll_punch(now) {
-            return self.build_packet(now, &mut buf[..limit], to, ctx, |s, w| {
-                Frame::PathChallenge { data }.encode(w).ok()?;
-                s.stats.tx_frames.add(FrameKind::PathChallenge);
-                Some(PacketMeta::UNTRACKED)
-            });
-        }
         if self.send_candidates {
             self.send_candidates = false;
-            self.candidates_sent = true;
-            let hints = ctx.nat.hints();
+            self.candidates_gen = Some(ctx.nat.generation);
+            // Before any probe: a probe would move a sequential NAT's prediction.
+            let hints = self.candidates_to_send(ctx);
             let mut enc = [0u8; 512];
             let mut ew = Writer::new(&mut enc);
             if hints.encode(&mut ew).is_ok() {
@@ -154,6 +148,13 @@ impl Session {
                     })
                 });
             }
+        }
+        if let Some((to, data)) = self.poll_punch(now, ctx) {
+            return self.build_packet(now, &mut buf[..limit], to, ctx, |s, w| {
+                Frame::PathChallenge { data }.encode(w).ok()?;
+                s.stats.tx_frames.add(FrameKind::PathChallenge);
+                Some(PacketMeta::UNTRACKED)
+            });
         }
         if let Some((peer, data)) = self.relay_out.front() {
             let (peer, data_len) = (*peer, data.len());

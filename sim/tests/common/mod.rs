@@ -81,3 +81,5 @@ pub fn assert_close(what: &str, observed: f64, expected: f64, tol: f64) {
         "{what}: observed {observed:.5}, expected {expected:.5} ± {tol}"
     );
 }
+
+pub mod rdv;

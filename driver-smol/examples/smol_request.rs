@@ -3,7 +3,7 @@
 //! requests, pings and exchanges a datagram.
 //!
 //! ```sh
-//! cargo run -p tern-driver-smol --example request
+//! cargo run -p tern-driver-smol --example smol_request
 //! ```
 
 use smol::io::AsyncReadExt;

@@ -3,7 +3,7 @@
 //! requests, pings and exchanges a datagram.
 //!
 //! ```sh
-//! cargo run -p tern-driver-mio --example request
+//! cargo run -p tern-driver-mio --example mio_request
 //! ```
 
 use std::io::Read;

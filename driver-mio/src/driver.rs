@@ -367,13 +367,29 @@ impl Shared {
     /// that complete other callers, transmits) and wakes the loop thread only if its sleep
     /// no longer fits the node (an earlier deadline, unfinished output).
     pub(crate) fn run<R>(&self, f: impl FnOnce(&mut Driver, Instant) -> R) -> Result<R, Error> {
+        self.run_corked(|d, now| (f(d, now), false))
+    }
+
+    /// Like [`run`](Self::run), but when `f` says so (a call that completed and is usually
+    /// followed by another: an open, a write), what the call produced is not sent at once:
+    /// the caller's next call sends it with its own output (one datagram for open + write +
+    /// finish), and the loop thread is woken to send it in case no call follows soon.
+    pub(crate) fn run_corked<R>(
+        &self,
+        f: impl FnOnce(&mut Driver, Instant) -> (R, bool),
+    ) -> Result<R, Error> {
         let mut g = self.lock();
         let Some(d) = g.0.as_mut() else {
             return Err(Error::EndpointClosed);
         };
         let now = Instant::now();
-        let r = f(d, now);
-        let wake = d.after_call(now);
+        let (r, cork) = f(d, now);
+        let wake = if cork {
+            d.events(now);
+            std::mem::take(&mut d.sleeping)
+        } else {
+            d.after_call(now)
+        };
         drop(g);
         if wake {
             self.wake()?;

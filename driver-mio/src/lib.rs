@@ -161,6 +161,19 @@ impl Inner {
         rx.recv().map_err(|_| Error::EndpointClosed)
     }
 
+    /// Like [`call`](Self::call) for a call usually followed by another (an open): what it
+    /// produces leaves with the next call's output (see `Shared::run_corked`).
+    fn call_corked<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let cmd = make(tx);
+        if Shared::holding() {
+            self.send(cmd)?;
+        } else {
+            self.shared.run_corked(|d, _| (d.command(cmd), true))?;
+        }
+        rx.recv().map_err(|_| Error::EndpointClosed)
+    }
+
     /// Queues a call for the loop thread and returns the channel its answer comes on.
     fn call_raw<T>(
         &self,
@@ -453,7 +466,7 @@ impl Session {
     /// [`Error::EndpointClosed`].
     pub fn open_stream(&self, port: u16) -> Result<Stream, Error> {
         let session = self.id;
-        let id = self.endpoint.inner.call(|reply| Cmd::OpenStream {
+        let id = self.endpoint.inner.call_corked(|reply| Cmd::OpenStream {
             session,
             port,
             reply,
@@ -696,7 +709,11 @@ impl Stream {
                 reply,
             })?)
         } else {
-            inner.shared.run(|d, _| d.write_now(stream, data, all))?
+            inner.shared.run_corked(|d, _| {
+                let w = d.write_now(stream, data, all);
+                let cork = matches!(w, Waiting::Done(Ok(_)));
+                (w, cork)
+            })?
         };
         Ok(Inner::wait(waiting)?.unwrap_or_else(|n| n))
     }

@@ -8,11 +8,20 @@
 //! `epoll` until a datagram, a command or the node's next deadline. Nothing spins: with no
 //! traffic the thread wakes only for the node's timers (keepalives).
 //!
-//! The application talks to the thread through a bounded command channel and a
-//! `mio::Waker`. Every handle ([`Endpoint`], [`Session`], [`Stream`], [`Listener`]) is
-//! `Send`; [`Endpoint`] and [`Session`] are `Clone`. Calls block the calling thread until
-//! the driver answers, so use them from ordinary threads (not from inside an async
-//! runtime; `tern-driver-smol` is the async driver).
+//! The node, the socket and the waiters sit behind one mutex shared by the thread and the
+//! handles. A call locks it and performs itself on the calling thread: the core operation
+//! (reads copy straight into the caller's buffer, writes straight from it), the events it
+//! causes and the datagrams it produces, sent on the socket before the lock is released, so
+//! a call that can complete costs no thread hand-off. A call that must wait (nothing to
+//! read, a full stream, an accept, a connect, a ping) leaves a reply channel with the
+//! driver, and the thread answers it when input lets it go on. The thread is woken (a
+//! `mio::Waker`) only when a call moved the node's next deadline earlier or left output
+//! unsent; an open or a completed write leaves its frames for the caller's next call, so
+//! open + write + finish go out as one datagram. A bounded command channel remains for
+//! shutdown. Every handle ([`Endpoint`], [`Session`], [`Stream`], [`Listener`]) is `Send`;
+//! [`Endpoint`] and [`Session`] are `Clone`. Calls block the calling thread while they
+//! wait, so use them from ordinary threads (not from inside an async runtime;
+//! `tern-driver-smol` is the async driver).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};

@@ -1,13 +1,19 @@
-//! The event-loop thread: owns the node, the socket and the poller; answers commands from
-//! the handles and completes the ones that had to wait (reads, writes, accepts, connects,
-//! pings, datagrams) when the node's events say they can go on.
+//! The driver: the node, its socket and the waiters behind one mutex ([`Shared`]), and the
+//! event-loop thread ([`Loop`]) that owns the poller.
+//!
+//! A handle's call takes the lock and performs itself on the caller's thread: the core
+//! operation, the node events it causes (completing other callers), and the transmits, sent
+//! on the (shared) socket before the lock is released. Only a call that must wait (a read
+//! with nothing readable, a write into a full stream, an accept, a connect, a ping) leaves a
+//! reply channel with the driver, and the loop thread answers it when input lets it go on.
+//! The loop thread receives, runs timers and sleeps in `epoll`; a call wakes it only when
+//! the node's next deadline moved before the loop's wake-up time, or output was left over.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::unix::SourceFd;
@@ -47,16 +53,11 @@ pub(crate) enum StreamOp {
     Priority(i8),
 }
 
-/// A closure run on the loop thread with the node.
-pub(crate) type NodeFn = Box<dyn FnOnce(&mut Node, Instant) + Send>;
 /// A read waiting for data: the most bytes wanted and where to answer.
 type PendingRead = (usize, ReadReply);
 
 /// A request from a handle.
 pub(crate) enum Cmd {
-    /// Runs a closure on the event-loop thread with the node (for core APIs the handle does
-    /// not wrap: rendezvous requests, trust lists, status).
-    WithNode(NodeFn),
     /// Relay-first session through the node's rendezvous server.
     ConnectPeer {
         peer: PeerId,
@@ -167,9 +168,18 @@ pub(crate) enum Cmd {
 /// answer the next read with 0 without asking the loop).
 pub(crate) type ReadReply = Reply<Result<(Vec<u8>, bool), Error>>;
 
+/// A call performed on the caller's thread: its result, or the channel to wait on.
+pub(crate) enum Waiting<T, W> {
+    Done(Result<T, Error>),
+    Wait(Receiver<Result<W, Error>>),
+}
+
 /// A write waiting for the stream to take (all of) its bytes.
 struct PendingWrite {
+    /// What the stream has not taken yet when the write had to wait.
     data: Vec<u8>,
+    /// Bytes the stream took before the write had to wait.
+    base: usize,
     done: usize,
     all: bool,
     reply: Reply<Result<usize, Error>>,
@@ -290,16 +300,15 @@ impl Waiters {
     }
 }
 
-/// The loop's state; lives on the driver thread.
+/// The node, its socket and everything that waits on it. Lives behind [`Shared`]'s mutex:
+/// the loop thread takes it for one bounded cycle at a time (input, timers, output), and a
+/// handle takes it to perform its call on its own thread (so a call that can complete at
+/// once costs no thread hand-off).
 pub(crate) struct Driver {
-    node: Node,
+    pub(crate) node: Node,
     sockets: SocketSet,
-    poll: Poll,
     queue: TransmitQueue,
     batch: RecvBatch,
-    rx: Receiver<Cmd>,
-    sleeping: Arc<AtomicBool>,
-    stashed: Option<Cmd>,
     /// Buffer size offered to `poll_transmit` per datagram.
     max_datagram: usize,
     recv_batches: usize,
@@ -308,6 +317,93 @@ pub(crate) struct Driver {
     scratch: Vec<u8>,
     w: Waiters,
     shutdown: bool,
+    /// The loop thread is (about to be) asleep in `epoll` until `sleep_until` (`None`:
+    /// until input or a wake-up). A handle call that moves the node's deadline earlier, or
+    /// leaves work the call did not finish, must wake it.
+    sleeping: bool,
+    sleep_until: Option<Instant>,
+}
+
+thread_local! {
+    /// This thread holds a [`Shared`] lock: calls from it (a handle dropped inside
+    /// `with_node`, or on the loop thread) must go through the command channel.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The driver state shared by the loop thread and every handle.
+pub(crate) struct Shared {
+    state: Mutex<Option<Driver>>,
+    waker: Waker,
+}
+
+/// A locked [`Shared`]; `None` once the loop has shut down.
+pub(crate) struct Guard<'a>(MutexGuard<'a, Option<Driver>>);
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(false));
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> Guard<'_> {
+        // A panic inside a `with_node` closure poisons the lock; the driver's state is
+        // still consistent between calls, so carry on.
+        let g = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        HOLDING.with(|h| h.set(true));
+        Guard(g)
+    }
+
+    /// Whether the calling thread already holds the lock (it must not take it again).
+    pub(crate) fn holding() -> bool {
+        HOLDING.with(std::cell::Cell::get)
+    }
+
+    pub(crate) fn wake(&self) -> Result<(), Error> {
+        self.waker.wake().map_err(|_| Error::EndpointClosed)
+    }
+
+    /// Runs `f` with the driver on the calling thread, then sends what it produced (events
+    /// that complete other callers, transmits) and wakes the loop thread only if its sleep
+    /// no longer fits the node (an earlier deadline, unfinished output).
+    pub(crate) fn run<R>(&self, f: impl FnOnce(&mut Driver, Instant) -> R) -> Result<R, Error> {
+        self.run_corked(|d, now| (f(d, now), false))
+    }
+
+    /// Like [`run`](Self::run), but when `f` says so (a call that completed and is usually
+    /// followed by another: an open, a write), what the call produced is not sent at once:
+    /// the caller's next call sends it with its own output (one datagram for open + write +
+    /// finish), and the loop thread is woken to send it in case no call follows soon.
+    pub(crate) fn run_corked<R>(
+        &self,
+        f: impl FnOnce(&mut Driver, Instant) -> (R, bool),
+    ) -> Result<R, Error> {
+        let mut g = self.lock();
+        let Some(d) = g.0.as_mut() else {
+            return Err(Error::EndpointClosed);
+        };
+        let now = Instant::now();
+        let (r, cork) = f(d, now);
+        let wake = if cork {
+            d.events(now);
+            std::mem::take(&mut d.sleeping)
+        } else {
+            d.after_call(now)
+        };
+        drop(g);
+        if wake {
+            self.wake()?;
+        }
+        Ok(r)
+    }
+}
+
+/// The event-loop thread: the poller, the command channel (shutdown, and calls made while
+/// holding the lock) and the shared state.
+pub(crate) struct Loop {
+    shared: Arc<Shared>,
+    poll: Poll,
+    rx: Receiver<Cmd>,
 }
 
 fn unix_now() -> Duration {
@@ -323,15 +419,15 @@ fn map_session_error(w: &Waiters, session: SessionId, e: SessionError) -> Error 
     }
 }
 
-impl Driver {
-    /// Binds the socket, builds the node and the poller. Returns the waker for handles.
+impl Loop {
+    /// Binds the socket, builds the node and the poller. Returns the loop (to run on its
+    /// thread), the state shared with the handles, and the socket's local address.
     pub(crate) fn new(
         addr: SocketAddr,
         identity: Identity,
         config: &EndpointConfig,
         rx: Receiver<Cmd>,
-        sleeping: Arc<AtomicBool>,
-    ) -> Result<(Self, Waker), Error> {
+    ) -> Result<(Self, Arc<Shared>, SocketAddr), Error> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let node = Node::new(
@@ -351,102 +447,151 @@ impl Driver {
             SOCKET,
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let local = socket.local_addr();
         let waker = Waker::new(poll.registry(), WAKER)?;
         let max_datagram = usize::from(config.node.max_udp_payload)
             .max(usize::from(config.node.transport.max_mtu))
             .max(1500);
+        let driver = Driver {
+            node,
+            sockets,
+            queue: TransmitQueue::new(1 << 20, 256),
+            batch: RecvBatch::default(),
+            max_datagram,
+            recv_batches: config.recv_batches_per_cycle.max(1),
+            write_blocked: false,
+            scratch: vec![0; MAX_READ],
+            w: Waiters {
+                event_cap: config.event_queue.max(1),
+                ..Waiters::default()
+            },
+            shutdown: false,
+            sleeping: false,
+            sleep_until: None,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Some(driver)),
+            waker,
+        });
         Ok((
             Self {
-                node,
-                sockets,
+                shared: shared.clone(),
                 poll,
-                queue: TransmitQueue::new(1 << 20, 256),
-                batch: RecvBatch::default(),
                 rx,
-                sleeping,
-                stashed: None,
-                max_datagram,
-                recv_batches: config.recv_batches_per_cycle.max(1),
-                write_blocked: false,
-                scratch: vec![0; MAX_READ],
-                w: Waiters {
-                    event_cap: config.event_queue.max(1),
-                    ..Waiters::default()
-                },
-                shutdown: false,
             },
-            waker,
+            shared,
+            local,
         ))
     }
 
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.sockets
-            .primary()
-            .map(|(_, s)| s.local_addr())
-            .expect("the primary socket exists")
-    }
-
-    /// The loop. Returns on `Shutdown` or when every handle is gone.
+    /// The loop. Returns on `Shutdown` or when every handle is gone; then the driver state
+    /// is taken out of the shared slot (later calls get `EndpointClosed`), every session is
+    /// closed, and dropping the state answers every blocked caller and closes the socket.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(16);
+        let mut writable = false;
         loop {
-            let mut busy = self.commands();
-            if self.shutdown {
-                break;
-            }
-            busy |= self.receive();
-            let now = Instant::now();
-            if self.node.poll_timeout().is_some_and(|t| t <= now) {
-                self.node.handle_timeout(now);
-            }
-            busy |= self.output(now);
-
-            // Sleep until input, a command or the next deadline.
-            let now = Instant::now();
-            let mut timeout = if busy {
-                Some(Duration::ZERO)
-            } else {
-                self.node.poll_timeout().map(|t| {
-                    let d = t.saturating_duration_since(now);
-                    if self.write_blocked {
-                        d.max(WRITE_BLOCKED_RECHECK)
-                    } else {
-                        d
-                    }
-                })
-            };
-            if timeout != Some(Duration::ZERO) {
-                self.sleeping.store(true, Ordering::SeqCst);
-                // A command sent before the flag was set found it clear and did not wake
-                // us: look once more.
-                match self.rx.try_recv() {
-                    Ok(cmd) => {
-                        self.sleeping.store(false, Ordering::SeqCst);
-                        self.stashed = Some(cmd);
-                        timeout = Some(Duration::ZERO);
-                    }
-                    Err(TryRecvError::Disconnected) => break,
-                    Err(TryRecvError::Empty) => {}
+            let timeout = {
+                let mut g = self.shared.lock();
+                let Some(d) = g.0.as_mut() else {
+                    return;
+                };
+                d.sleeping = false;
+                if writable {
+                    d.write_blocked = false;
                 }
-            }
+                let mut busy = Self::commands(&self.rx, d);
+                if d.shutdown {
+                    break;
+                }
+                busy |= d.receive();
+                let now = Instant::now();
+                if d.node.poll_timeout().is_some_and(|t| t <= now) {
+                    d.node.handle_timeout(now);
+                }
+                busy |= d.output(now);
+
+                // Sleep until input, a wake-up or the next deadline.
+                let now = Instant::now();
+                let timeout = if busy {
+                    Some(Duration::ZERO)
+                } else {
+                    d.node.poll_timeout().map(|t| {
+                        let left = t.saturating_duration_since(now);
+                        if d.write_blocked {
+                            left.max(WRITE_BLOCKED_RECHECK)
+                        } else {
+                            left
+                        }
+                    })
+                };
+                if timeout != Some(Duration::ZERO) {
+                    // Handles see this under the lock and wake us if they need us sooner.
+                    d.sleeping = true;
+                    d.sleep_until = timeout.map(|t| now + t);
+                }
+                timeout
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != ErrorKind::Interrupted
             {
                 tracing::error!(%e, "poll failed; the tern-mio event loop stops");
                 break;
             }
-            self.sleeping.store(false, Ordering::SeqCst);
-            for ev in &events {
-                if ev.token() == SOCKET && ev.is_writable() {
-                    self.write_blocked = false;
+            writable = events
+                .iter()
+                .any(|ev| ev.token() == SOCKET && ev.is_writable());
+        }
+        let driver = self.shared.lock().0.take();
+        if let Some(mut d) = driver {
+            d.close_all(&mut self.poll);
+        }
+    }
+
+    /// Handles queued commands (bounded). Returns whether more may be waiting.
+    fn commands(rx: &Receiver<Cmd>, d: &mut Driver) -> bool {
+        for _ in 0..COMMANDS_PER_CYCLE {
+            let cmd = match rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => {
+                    d.shutdown = true;
+                    return false;
                 }
+            };
+            d.command(cmd);
+            if d.shutdown {
+                return false;
             }
         }
-        self.close_all();
+        true
+    }
+}
+
+impl Driver {
+    /// After a handle's call: node events (completing other callers), then transmits.
+    /// Returns whether the sleeping loop thread must be woken.
+    fn after_call(&mut self, now: Instant) -> bool {
+        let was_blocked = self.write_blocked;
+        let busy = self.output(now);
+        if !self.sleeping {
+            // The loop is in a cycle, or about to take the lock for one: it will look.
+            return false;
+        }
+        let earlier = match (self.node.poll_timeout(), self.sleep_until) {
+            (Some(t), Some(until)) => t < until,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if busy || earlier || (self.write_blocked && !was_blocked) {
+            self.sleeping = false;
+            return true;
+        }
+        false
     }
 
     /// Closes every session and gives the CLOSE packets a moment to leave.
-    fn close_all(&mut self) {
+    fn close_all(&mut self, poll: &mut Poll) {
         let now = Instant::now();
         let ids: Vec<SessionId> = self.node.sessions().map(|s| s.id).collect();
         for id in ids {
@@ -461,38 +606,14 @@ impl Driver {
                 break;
             }
             let mut events = Events::with_capacity(4);
-            let _ = self
-                .poll
-                .poll(&mut events, Some(give_up.saturating_duration_since(now)));
+            let _ = poll.poll(&mut events, Some(give_up.saturating_duration_since(now)));
             self.write_blocked = false;
         }
     }
 
     // ---- commands ----
 
-    /// Handles queued commands (bounded). Returns whether more may be waiting.
-    fn commands(&mut self) -> bool {
-        for _ in 0..COMMANDS_PER_CYCLE {
-            let cmd = match self.stashed.take() {
-                Some(c) => c,
-                None => match self.rx.try_recv() {
-                    Ok(c) => c,
-                    Err(TryRecvError::Empty) => return false,
-                    Err(TryRecvError::Disconnected) => {
-                        self.shutdown = true;
-                        return false;
-                    }
-                },
-            };
-            self.command(cmd);
-            if self.shutdown {
-                return false;
-            }
-        }
-        true
-    }
-
-    fn command(&mut self, cmd: Cmd) {
+    pub(crate) fn command(&mut self, cmd: Cmd) {
         let now = Instant::now();
         let Some(cmd) = self.refuse_dead(cmd) else {
             return;
@@ -605,6 +726,7 @@ impl Driver {
             } => {
                 let mut pw = PendingWrite {
                     data,
+                    base: 0,
                     done: 0,
                     all,
                     reply,
@@ -735,7 +857,6 @@ impl Driver {
                 let _ = reply.send(state);
             }
             Cmd::Shutdown => self.shutdown = true,
-            Cmd::WithNode(f) => f(&mut self.node, now),
             Cmd::ConnectPeer { peer, reply } => match self.node.connect_peer(now, peer) {
                 Ok(id) => {
                     self.w.connecting.insert(id, reply);
@@ -800,13 +921,30 @@ impl Driver {
         }
     }
 
-    /// A read, or `None` when it must wait for `StreamReadable`.
+    /// A read into the loop's scratch buffer, or `None` when it must wait for
+    /// `StreamReadable`.
     fn try_read(&mut self, id: StreamId, max: usize) -> Option<Result<(Vec<u8>, bool), Error>> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let n = max.min(scratch.len());
+        let r = self
+            .try_read_into(id, &mut scratch[..n])
+            .map(|r| r.map(|(k, eof)| (scratch[..k].to_vec(), eof)));
+        self.scratch = scratch;
+        r
+    }
+
+    /// A read into `buf` (non-empty): bytes read and whether the end follows them, or
+    /// `None` when it must wait for `StreamReadable`.
+    fn try_read_into(
+        &mut self,
+        id: StreamId,
+        buf: &mut [u8],
+    ) -> Option<Result<(usize, bool), Error>> {
         let Some(st) = self.w.streams.get_mut(&id) else {
             return Some(Err(Error::StreamClosed));
         };
         if st.eof {
-            return Some(Ok((Vec::new(), true)));
+            return Some(Ok((0, true)));
         }
         if let Some(e) = st.read_error() {
             return Some(Err(e));
@@ -814,13 +952,13 @@ impl Driver {
         let Some(mut s) = self.node.stream(id) else {
             return Some(Err(Self::gone(&self.w, id)));
         };
-        let n = max.min(self.scratch.len());
-        match s.read(&mut self.scratch[..n]) {
+        let n = buf.len();
+        match s.read(buf) {
             Ok(Some(mut k)) => {
                 // Take what else is readable now, and notice an end that follows the data,
-                // which saves the handle a round trip for the final 0.
+                // which saves the handle a call for the final 0.
                 while k < n {
-                    match s.read(&mut self.scratch[k..n]) {
+                    match s.read(&mut buf[k..n]) {
                         Ok(Some(more)) if more > 0 => k += more,
                         Ok(None) => {
                             st.eof = true;
@@ -834,11 +972,11 @@ impl Driver {
                         _ => break,
                     }
                 }
-                Some(Ok((self.scratch[..k].to_vec(), st.eof)))
+                Some(Ok((k, st.eof)))
             }
             Ok(None) => {
                 st.eof = true;
-                Some(Ok((Vec::new(), true)))
+                Some(Ok((0, true)))
             }
             Err(ReadError::Blocked) => None,
             Err(ReadError::Reset(c)) => Some(Err(st.on_reset(c))),
@@ -850,8 +988,65 @@ impl Driver {
         }
     }
 
+    /// A read on the caller's thread straight into its buffer (non-empty); when nothing is
+    /// readable yet, the read is left with the driver and the caller waits on the channel
+    /// returned (answered when `StreamReadable` comes).
+    pub(crate) fn read_now(
+        &mut self,
+        id: StreamId,
+        buf: &mut [u8],
+    ) -> Waiting<(usize, bool), (Vec<u8>, bool)> {
+        if let Some(r) = self.try_read_into(id, buf) {
+            return Waiting::Done(r);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        if let Some(st) = self.w.streams.get_mut(&id) {
+            st.read = Some((buf.len().min(MAX_READ), tx));
+        }
+        Waiting::Wait(rx)
+    }
+
+    /// A write on the caller's thread straight from its buffer (non-empty); when the stream
+    /// cannot take (all of) it yet, the rest is copied to the driver and the caller waits on
+    /// the channel returned (answered when `StreamWritable` lets it finish).
+    pub(crate) fn write_now(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        all: bool,
+    ) -> Waiting<usize, usize> {
+        let mut done = 0;
+        if let Some(r) = self.try_write_slice(id, data, &mut done, all) {
+            return Waiting::Done(r.map(|()| done));
+        }
+        let (reply, rx) = mpsc::sync_channel(1);
+        if let Some(st) = self.w.streams.get_mut(&id) {
+            st.write = Some(PendingWrite {
+                data: data[done..].to_vec(),
+                base: done,
+                done: 0,
+                all,
+                reply,
+            });
+        }
+        Waiting::Wait(rx)
+    }
+
     /// Moves bytes of a pending write into the stream; `None` while it must wait.
     fn try_write(&mut self, id: StreamId, pw: &mut PendingWrite) -> Option<Result<usize, Error>> {
+        let r = self.try_write_slice(id, &pw.data, &mut pw.done, pw.all)?;
+        Some(r.map(|()| pw.base + pw.done))
+    }
+
+    /// Moves bytes of `data[*done..]` into the stream (all of them if `all`, else at least
+    /// one); `None` while it must wait.
+    fn try_write_slice(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        done: &mut usize,
+        all: bool,
+    ) -> Option<Result<(), Error>> {
         let Some(st) = self.w.streams.get_mut(&id) else {
             return Some(Err(Error::StreamClosed));
         };
@@ -862,11 +1057,11 @@ impl Driver {
             return Some(Err(Self::gone(&self.w, id)));
         };
         loop {
-            match s.write(&pw.data[pw.done..]) {
+            match s.write(&data[*done..]) {
                 Ok(n) if n > 0 => {
-                    pw.done += n;
-                    if pw.done == pw.data.len() || !pw.all {
-                        return Some(Ok(pw.done));
+                    *done += n;
+                    if *done == data.len() || !all {
+                        return Some(Ok(()));
                     }
                 }
                 Ok(_) | Err(WriteError::Blocked) => return None,

@@ -8,11 +8,20 @@
 //! `epoll` until a datagram, a command or the node's next deadline. Nothing spins: with no
 //! traffic the thread wakes only for the node's timers (keepalives).
 //!
-//! The application talks to the thread through a bounded command channel and a
-//! `mio::Waker`. Every handle ([`Endpoint`], [`Session`], [`Stream`], [`Listener`]) is
-//! `Send`; [`Endpoint`] and [`Session`] are `Clone`. Calls block the calling thread until
-//! the driver answers, so use them from ordinary threads (not from inside an async
-//! runtime; `tern-driver-smol` is the async driver).
+//! The node, the socket and the waiters sit behind one mutex shared by the thread and the
+//! handles. A call locks it and performs itself on the calling thread: the core operation
+//! (reads copy straight into the caller's buffer, writes straight from it), the events it
+//! causes and the datagrams it produces, sent on the socket before the lock is released, so
+//! a call that can complete costs no thread hand-off. A call that must wait (nothing to
+//! read, a full stream, an accept, a connect, a ping) leaves a reply channel with the
+//! driver, and the thread answers it when input lets it go on. The thread is woken (a
+//! `mio::Waker`) only when a call moved the node's next deadline earlier or left output
+//! unsent; an open or a completed write leaves its frames for the caller's next call, so
+//! open + write + finish go out as one datagram. A bounded command channel remains for
+//! shutdown. Every handle ([`Endpoint`], [`Session`], [`Stream`], [`Listener`]) is `Send`;
+//! [`Endpoint`] and [`Session`] are `Clone`. Calls block the calling thread while they
+//! wait, so use them from ordinary threads (not from inside an async runtime;
+//! `tern-driver-smol` is the async driver).
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -73,8 +82,7 @@ mod error;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -86,7 +94,7 @@ pub use tern_core::{
 };
 pub use tern_udp::{GsoState, UdpConfig};
 
-use driver::{Cmd, Reply};
+use driver::{Cmd, Reply, Shared, Waiting};
 
 /// Settings of an [`Endpoint`].
 #[derive(Clone, Debug)]
@@ -122,36 +130,82 @@ impl Default for EndpointConfig {
 /// Live state shared by every handle of one endpoint; dropping the last one shuts the
 /// event loop down.
 struct Inner {
+    /// The node, socket and waiters, locked by the loop thread for each cycle and by the
+    /// handles for each call.
+    shared: Arc<Shared>,
+    /// Shutdown, and calls made while this thread already holds the lock (a handle dropped
+    /// inside a `with_node` closure): the loop thread performs them.
     tx: SyncSender<Cmd>,
-    waker: mio::Waker,
-    /// Set by the loop right before it sleeps: only then does a command need a wake-up
-    /// system call.
-    sleeping: Arc<AtomicBool>,
     local: SocketAddr,
     peer_id: PeerId,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Inner {
+    /// Queues `cmd` for the loop thread and wakes it.
     fn send(&self, cmd: Cmd) -> Result<(), Error> {
-        self.tx.send(cmd).map_err(|_| Error::EndpointClosed)?;
-        if self.sleeping.swap(false, Ordering::SeqCst) {
-            self.waker.wake().map_err(|_| Error::EndpointClosed)?;
+        if Shared::holding() {
+            // The loop needs the lock this thread holds to drain the channel: never block.
+            self.tx.try_send(cmd).map_err(|_| Error::EndpointClosed)?;
+        } else {
+            self.tx.send(cmd).map_err(|_| Error::EndpointClosed)?;
         }
-        Ok(())
+        self.shared.wake()
     }
 
+    /// Performs `cmd` on this thread under the lock (or, if this thread already holds it,
+    /// through the loop thread).
+    fn exec(&self, cmd: Cmd) -> Result<(), Error> {
+        if Shared::holding() {
+            return self.send(cmd);
+        }
+        self.shared.run(|d, _| d.command(cmd))
+    }
+
+    /// Performs a call and waits for its answer: at once when it could complete on this
+    /// thread, else when the loop's input lets it go on.
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(make(tx))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.exec(make(tx))?;
         rx.recv().map_err(|_| Error::EndpointClosed)
+    }
+
+    /// Like [`call`](Self::call) for a call usually followed by another (an open): what it
+    /// produces leaves with the next call's output (see `Shared::run_corked`).
+    fn call_corked<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let cmd = make(tx);
+        if Shared::holding() {
+            self.send(cmd)?;
+        } else {
+            self.shared.run_corked(|d, _| (d.command(cmd), true))?;
+        }
+        rx.recv().map_err(|_| Error::EndpointClosed)
+    }
+
+    /// Queues a call for the loop thread and returns the channel its answer comes on.
+    fn call_raw<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> Result<std::sync::mpsc::Receiver<T>, Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(make(tx))?;
+        Ok(rx)
+    }
+
+    /// Waits for the answer to a call that had to wait.
+    fn wait<T, W>(waiting: Waiting<T, W>) -> Result<Result<T, W>, Error> {
+        match waiting {
+            Waiting::Done(r) => r.map(Ok),
+            Waiting::Wait(rx) => rx.recv().map_err(|_| Error::EndpointClosed)?.map(Err),
+        }
     }
 
     fn shutdown(&self) {
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle {
-            let _ = self.send(Cmd::Shutdown);
-            let _ = self.waker.wake();
+            let _ = self.tx.try_send(Cmd::Shutdown);
+            let _ = self.shared.wake();
             let _ = handle.join();
         }
     }
@@ -192,19 +246,16 @@ impl Endpoint {
         identity: Identity,
         config: EndpointConfig,
     ) -> Result<Self, Error> {
-        let (tx, rx) = mpsc::sync_channel(config.command_queue.max(1));
-        let sleeping = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.command_queue.max(1));
         let peer_id = identity.peer_id();
-        let (driver, waker) = driver::Driver::new(addr, identity, &config, rx, sleeping.clone())?;
-        let local = driver.local_addr();
+        let (event_loop, shared, local) = driver::Loop::new(addr, identity, &config, rx)?;
         let thread = std::thread::Builder::new()
             .name(format!("tern-mio {local}"))
-            .spawn(move || driver.run())?;
+            .spawn(move || event_loop.run())?;
         Ok(Self {
             inner: Arc::new(Inner {
+                shared,
                 tx,
-                waker,
-                sleeping,
                 local,
                 peer_id,
                 thread: Mutex::new(Some(thread)),
@@ -345,9 +396,10 @@ impl Endpoint {
         Ok(id.map(|id| self.session(id, peer)))
     }
 
-    /// Runs `f` on the event-loop thread with the node and the current time, and returns its
-    /// result: access to every core API the handles do not wrap (rendezvous requests, trust,
-    /// status). Keep `f` short: the loop waits for it.
+    /// Runs `f` with the node and the current time, on the calling thread with the driver
+    /// locked, and returns its result: access to every core API the handles do not wrap
+    /// (rendezvous requests, trust, status). What `f` makes the node send leaves before this
+    /// returns. Keep `f` short: the event loop and every other call wait for it.
     ///
     /// # Errors
     /// [`Error::EndpointClosed`] after shutdown.
@@ -355,11 +407,12 @@ impl Endpoint {
         &self,
         f: impl FnOnce(&mut tern_core::Node, std::time::Instant) -> R + Send + 'static,
     ) -> Result<R, Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.inner.send(Cmd::WithNode(Box::new(move |node, now| {
-            let _ = tx.send(f(node, now));
-        })))?;
-        rx.recv().map_err(|_| Error::EndpointClosed)
+        if Shared::holding() {
+            // Inside another `with_node` closure: the lock is taken. (As before, the loop
+            // thread would have to run it, and it waits for this thread.)
+            return Err(Error::EndpointClosed);
+        }
+        self.inner.shared.run(|d, now| f(&mut d.node, now))
     }
 
     /// Closes every session (peers are told), stops the event loop, joins its thread and
@@ -422,7 +475,7 @@ impl Session {
     /// [`Error::EndpointClosed`].
     pub fn open_stream(&self, port: u16) -> Result<Stream, Error> {
         let session = self.id;
-        let id = self.endpoint.inner.call(|reply| Cmd::OpenStream {
+        let id = self.endpoint.inner.call_corked(|reply| Cmd::OpenStream {
             session,
             port,
             reply,
@@ -543,7 +596,7 @@ struct Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let _ = self.endpoint.inner.send(Cmd::Release { stream: self.id });
+        let _ = self.endpoint.inner.exec(Cmd::Release { stream: self.id });
     }
 }
 
@@ -611,14 +664,22 @@ impl Stream {
             return Ok(0);
         }
         let stream = self.id;
-        let max = buf.len();
-        let (data, eof) = self
-            .endpoint
-            .inner
-            .call(|reply| Cmd::Read { stream, max, reply })??;
+        let inner = &self.endpoint.inner;
+        let waiting = if Shared::holding() {
+            let max = buf.len();
+            Waiting::Wait(inner.call_raw(|reply| Cmd::Read { stream, max, reply })?)
+        } else {
+            inner.shared.run(|d, _| d.read_now(stream, buf))?
+        };
+        let (n, eof) = match Inner::wait(waiting)? {
+            Ok(done) => done,
+            Err((data, eof)) => {
+                buf[..data.len()].copy_from_slice(&data);
+                (data.len(), eof)
+            }
+        };
         self.eof = eof;
-        buf[..data.len()].copy_from_slice(&data);
-        Ok(data.len())
+        Ok(n)
     }
 
     /// Blocks until the stream takes some of `data` (flow control and the send buffer
@@ -632,8 +693,9 @@ impl Stream {
         self.write_cmd(data, false)
     }
 
-    /// Blocks until the stream took all of `data`. One round trip to the event loop however
-    /// often the stream blocks in between.
+    /// Blocks until the stream took all of `data`. Performed on the calling thread; when
+    /// the stream's buffer is full, the rest waits with the driver and the call returns once
+    /// acknowledgements have made room for all of it.
     ///
     /// # Errors
     /// As [`write`](Self::write); after an error, an unknown prefix of `data` was taken.
@@ -646,13 +708,23 @@ impl Stream {
             return Ok(0);
         }
         let stream = self.id;
-        let data = data.to_vec();
-        self.endpoint.inner.call(|reply| Cmd::Write {
-            stream,
-            data,
-            all,
-            reply,
-        })?
+        let inner = &self.endpoint.inner;
+        let waiting = if Shared::holding() {
+            let data = data.to_vec();
+            Waiting::Wait(inner.call_raw(|reply| Cmd::Write {
+                stream,
+                data,
+                all,
+                reply,
+            })?)
+        } else {
+            inner.shared.run_corked(|d, _| {
+                let w = d.write_now(stream, data, all);
+                let cork = matches!(w, Waiting::Done(Ok(_)));
+                (w, cork)
+            })?
+        };
+        Ok(Inner::wait(waiting)?.unwrap_or_else(|n| n))
     }
 
     /// Ends the sending half after everything written (FIN). Returns at once; the bytes
@@ -775,6 +847,6 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = self.endpoint.inner.send(Cmd::Unlisten { port: self.port });
+        let _ = self.endpoint.inner.exec(Cmd::Unlisten { port: self.port });
     }
 }

@@ -77,7 +77,6 @@
 #![warn(missing_docs)]
 
 mod driver;
-mod error;
 
 use std::fmt;
 use std::io;
@@ -87,11 +86,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use error::Error;
 pub use tern_core::{
     CloseReason, Config, Event, Identity, NodeStats, PeerId, SessionId, SessionInfo, StreamId,
     close_code,
 };
+/// Why a driver call failed (shared with the other tern driver).
+pub use tern_udp::DriverError as Error;
 pub use tern_udp::{GsoState, UdpConfig};
 
 use driver::{Cmd, Reply, Shared, Waiting};

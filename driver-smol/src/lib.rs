@@ -76,7 +76,7 @@
 #![warn(missing_docs)]
 
 mod driver;
-mod error;
+
 mod state;
 
 use std::fmt;
@@ -90,13 +90,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_io::Async;
 pub use driver::Driver;
-pub use error::Error;
 use state::{ConnectSlot, State, StreamState, park};
 pub use tern_core::{
     CloseReason, Config, Event, Identity, NodeStats, PeerId, SessionId, SessionInfo, StreamId,
     close_code,
 };
 use tern_core::{Node, OpenStreamError, SessionError};
+/// Why a driver call failed (shared with the other tern driver).
+pub use tern_udp::DriverError as Error;
 pub use tern_udp::{GsoState, UdpConfig};
 use tern_udp::{SocketSet, UdpSocket};
 

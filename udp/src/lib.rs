@@ -60,6 +60,7 @@ compile_error!("tern-udp supports Linux only (sendmmsg/recvmmsg, UDP GSO/GRO)");
 
 mod batch;
 mod config;
+mod driver_error;
 mod error;
 mod queue;
 mod set;
@@ -68,6 +69,7 @@ mod sys;
 
 pub use batch::{Datagram, GRO_SLOT_LEN, RecvBatch};
 pub use config::{DEFAULT_BUFFER, DEFAULT_MAX_GSO_SEGMENTS, PmtuMode, UdpConfig};
+pub use driver_error::Error as DriverError;
 pub use error::SocketError;
 pub use queue::{QueueStats, TransmitQueue};
 pub use set::{DEFAULT_MAX_SOCKETS, SocketId, SocketSet};

@@ -1,12 +1,12 @@
-//! The driver's error type: one enum for every handle call, each variant saying when it
-//! happens and what to do.
+//! The drivers' error type (`tern-driver-mio` and `tern-driver-smol` both re-export it as
+//! `Error`): one enum for every handle call, each variant saying when it happens and what to do.
 
 use std::io;
 
+use crate::SocketError;
 use tern_core::{
     CloseReason, ConfigError, ConnectError, ListenError, RelayError, SendDatagramError,
 };
-use tern_udp::SocketError;
 
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]

@@ -66,6 +66,84 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
+/// Repeat IK handshakes between two long-lived nodes (what a reconnecting client and a
+/// server see; the node caches are warm). Timed: `connect` to the initiator's
+/// `SessionEstablished`, i.e. the critical path of both sides. Untimed between iterations:
+/// the work a node defers until it is idle (`poll_timeout` answers "now"), the close, and
+/// a virtual second so the handshake rate limit never asks for a cookie.
+fn handshake_repeat(c: &mut Criterion) {
+    let unix = Duration::from_secs(1_800_000_000);
+    let (aa, ab): (SocketAddr, SocketAddr) =
+        ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
+    let mut g = c.benchmark_group("handshake");
+    g.bench_function(BenchmarkId::new("node_pair_repeat", "IK"), |bench| {
+        let mut now = Instant::now();
+        let cfg = Config::default();
+        let mut a = Node::new(
+            Identity::from_secret([1; 32]),
+            cfg.clone(),
+            [1; 32],
+            now,
+            unix,
+        )
+        .unwrap();
+        let mut b = Node::new(Identity::from_secret([2; 32]), cfg, [2; 32], now, unix).unwrap();
+        let mut buf = vec![0u8; 2048];
+        // Moves every datagram between the two nodes until both are quiet at `now`,
+        // running due timers (and deferred work) too; returns whether A got established.
+        let mut pump = |a: &mut Node, b: &mut Node, now: Instant, until_a_up: bool| -> bool {
+            for _ in 0..64 {
+                let mut moved = false;
+                while let Some(t) = a.poll_transmit(now, &mut buf) {
+                    b.handle_datagram(now, aa, &mut buf[..t.len]);
+                    moved = true;
+                }
+                while let Some(t) = b.poll_transmit(now, &mut buf) {
+                    a.handle_datagram(now, ab, &mut buf[..t.len]);
+                    moved = true;
+                }
+                let mut up = false;
+                while let Some(e) = a.poll_event() {
+                    up |= matches!(e, Event::SessionEstablished { .. });
+                }
+                while b.poll_event().is_some() {}
+                if until_a_up && up {
+                    return true;
+                }
+                let due = |n: &Node| n.poll_timeout().is_some_and(|t| t <= now);
+                if !until_a_up && (due(a) || due(b)) {
+                    a.handle_timeout(now);
+                    b.handle_timeout(now);
+                    moved = true;
+                }
+                if !moved {
+                    break;
+                }
+            }
+            false
+        };
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let s = a.connect(now, ab, Some(b.peer_id())).unwrap();
+                assert!(pump(&mut a, &mut b, now, true), "no session");
+                total += start.elapsed();
+                pump(&mut a, &mut b, now, false);
+                let _ = a.close(now, s, 0);
+                pump(&mut a, &mut b, now, false);
+                now += Duration::from_secs(5);
+                a.handle_timeout(now);
+                b.handle_timeout(now);
+                pump(&mut a, &mut b, now, false);
+            }
+            black_box(&a);
+            total
+        });
+    });
+    g.finish();
+}
+
 /// What a session does per packet: write the header, seal, then on the other side parse
 /// the header, check the replay window, open, update the window.
 fn tern_path(
@@ -181,6 +259,6 @@ fn packet_path(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = handshake, packet_path
+    targets = handshake, handshake_repeat, packet_path
 }
 criterion_main!(benches);

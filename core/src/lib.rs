@@ -18,7 +18,10 @@
 //! * **Commands** (`connect`, `close`, `ping`, `set_trusted`, …): what the application wants.
 //!   Each returns its own typed, `#[non_exhaustive]` error whose variants say what to do.
 //! * **Output** (`poll_transmit`, `poll_event`, `poll_timeout`): drain after every input or
-//!   command.
+//!   command. After a handshake `poll_timeout` answers the last `now` for a few more calls:
+//!   `handle_timeout` then precomputes keys for the next handshake, one bounded piece per
+//!   call once every transmit was polled (at most one key pair and a few Diffie-Hellman
+//!   operations in all), and the answer becomes a real deadline again.
 //!
 //! Time is always an argument (`now: Instant`); randomness comes only from the 32-byte seed
 //! given to [`Node::new`]. With the same seed and the same inputs, a node produces the same

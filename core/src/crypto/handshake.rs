@@ -25,6 +25,7 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
 use super::aead::AeadKind;
+use super::precompute::{DhHints, HintedDh, KeyCache};
 use super::reset::{TOKEN_LEN, Token};
 use crate::identity::{Identity, PeerId};
 
@@ -126,8 +127,11 @@ impl Random for SeededRandom {
     }
 }
 
+/// snow's primitives, with the ephemeral key drawn from `seed` and X25519 through
+/// [`HintedDh`] (precomputed keys, see `precompute`).
 struct SeededResolver {
     seed: [u8; 32],
+    hints: DhHints,
 }
 
 impl CryptoResolver for SeededResolver {
@@ -135,7 +139,10 @@ impl CryptoResolver for SeededResolver {
         Some(Box::new(SeededRandom(ChaCha20Rng::from_seed(self.seed))))
     }
     fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
-        DefaultResolver.resolve_dh(choice)
+        match choice {
+            snow::params::DHChoice::Curve25519 => Some(Box::new(HintedDh::new(self.hints.clone()))),
+            _ => None,
+        }
     }
     fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
         DefaultResolver.resolve_hash(choice)
@@ -206,6 +213,15 @@ impl std::fmt::Debug for Recipe {
 impl Recipe {
     /// Rebuilds the handshake state this recipe describes.
     pub fn rebuild(&self, identity: &Identity) -> Result<Handshake, HandshakeError> {
+        self.rebuild_with(identity, &mut KeyCache::new())
+    }
+
+    /// [`rebuild`](Self::rebuild) with the node's precomputed keys.
+    pub(crate) fn rebuild_with(
+        &self,
+        identity: &Identity,
+        keys: &mut KeyCache,
+    ) -> Result<Handshake, HandshakeError> {
         let mut scratch = [0u8; MAX_NOISE_MSG];
         match self {
             Recipe::Initiator {
@@ -216,8 +232,16 @@ impl Recipe {
                 timestamp_ns,
                 local_index,
             } => {
-                let mut hs =
-                    Handshake::initiator(*suite, identity, responder.as_ref(), prologue, *seed)?;
+                let hints = keys.rebuild_hints(identity, responder.as_ref());
+                let remote = initiator_remote(*suite, responder.as_ref(), keys)?;
+                let mut hs = Handshake::initiator_hinted(
+                    *suite,
+                    identity,
+                    remote.as_ref(),
+                    prologue,
+                    *seed,
+                    hints,
+                )?;
                 hs.write_init(identity, *timestamp_ns, *local_index, &mut scratch)?;
                 Ok(hs)
             }
@@ -229,8 +253,9 @@ impl Recipe {
                 responder_index,
                 aead,
             } => {
-                let mut hs = Handshake::responder(*suite, identity, prologue, *seed)?;
-                hs.read_init(init)?;
+                let hints = keys.rebuild_hints(identity, None);
+                let mut hs = Handshake::responder_hinted(*suite, identity, prologue, *seed, hints)?;
+                hs.read_init_with(init, keys)?;
                 hs.write_response(
                     identity,
                     STATUS_ACCEPT,
@@ -279,9 +304,11 @@ fn build(
     remote: Option<&[u8; 32]>,
     prologue: &[u8],
     seed: [u8; 32],
+    hints: DhHints,
     initiator: bool,
 ) -> Result<Handshake, HandshakeError> {
-    let b = snow::Builder::with_resolver(suite.params(), Box::new(SeededResolver { seed }))
+    let resolver = SeededResolver { seed, hints };
+    let b = snow::Builder::with_resolver(suite.params(), Box::new(resolver))
         .local_private_key(identity.x25519_secret())
         .map_err(|_| HandshakeError::Noise)?
         .prologue(prologue)
@@ -303,12 +330,26 @@ fn build(
 }
 
 /// Checks that `ed` is a valid Ed25519 key whose Montgomery form is the authenticated
-/// X25519 static key `x`.
-fn check_identity(ed: [u8; 32], x: &[u8]) -> Result<PeerId, HandshakeError> {
+/// X25519 static key `x` (conversions memoised in `keys`).
+fn check_identity(ed: [u8; 32], x: &[u8], keys: &mut KeyCache) -> Result<PeerId, HandshakeError> {
     let id = PeerId::from_bytes(ed);
-    match id.x25519_public() {
-        Some(mont) if mont.as_slice() == x => Ok(id),
-        _ => Err(HandshakeError::IdentityMismatch),
+    if keys.identity_matches(&id, x) {
+        Ok(id)
+    } else {
+        Err(HandshakeError::IdentityMismatch)
+    }
+}
+
+/// The responder's X25519 key an initiator needs (IK), from the memo.
+fn initiator_remote(
+    suite: Suite,
+    responder: Option<&PeerId>,
+    keys: &mut KeyCache,
+) -> Result<Option<[u8; 32]>, HandshakeError> {
+    match (suite.pattern, responder) {
+        (Pattern::IK, Some(p)) => Ok(Some(keys.peer_x25519(p).ok_or(HandshakeError::Payload)?)),
+        (Pattern::IK, None) => Err(HandshakeError::Payload),
+        (Pattern::XX, _) => Ok(None),
     }
 }
 
@@ -321,12 +362,40 @@ impl Handshake {
         prologue: &[u8],
         seed: [u8; 32],
     ) -> Result<Self, HandshakeError> {
-        let remote = match (suite.pattern, responder) {
-            (Pattern::IK, Some(p)) => Some(p.x25519_public().ok_or(HandshakeError::Payload)?),
-            (Pattern::IK, None) => return Err(HandshakeError::Payload),
-            (Pattern::XX, _) => None,
-        };
-        build(suite, identity, remote.as_ref(), prologue, seed, true)
+        let remote = initiator_remote(suite, responder, &mut KeyCache::new())?;
+        let hints = DhHints::for_identity(identity);
+        build(
+            suite,
+            identity,
+            remote.as_ref(),
+            prologue,
+            seed,
+            hints,
+            true,
+        )
+    }
+
+    /// An initiator with precomputed keys: `remote` is the responder's X25519 key (IK).
+    pub(crate) fn initiator_hinted(
+        suite: Suite,
+        identity: &Identity,
+        remote: Option<&[u8; 32]>,
+        prologue: &[u8],
+        seed: [u8; 32],
+        hints: DhHints,
+    ) -> Result<Self, HandshakeError> {
+        build(suite, identity, remote, prologue, seed, hints, true)
+    }
+
+    /// A responder with precomputed keys.
+    pub(crate) fn responder_hinted(
+        suite: Suite,
+        identity: &Identity,
+        prologue: &[u8],
+        seed: [u8; 32],
+        hints: DhHints,
+    ) -> Result<Self, HandshakeError> {
+        build(suite, identity, None, prologue, seed, hints, false)
     }
 
     /// Starts a responder.
@@ -336,7 +405,8 @@ impl Handshake {
         prologue: &[u8],
         seed: [u8; 32],
     ) -> Result<Self, HandshakeError> {
-        build(suite, identity, None, prologue, seed, false)
+        let hints = DhHints::for_identity(identity);
+        build(suite, identity, None, prologue, seed, hints, false)
     }
 
     /// The suite in use.
@@ -374,6 +444,15 @@ impl Handshake {
         &mut self,
         msg: &[u8],
     ) -> Result<Option<(PeerId, u64, Token)>, HandshakeError> {
+        self.read_init_with(msg, &mut KeyCache::new())
+    }
+
+    /// [`read_init`](Self::read_init) with the node's memoised peer keys.
+    pub(crate) fn read_init_with(
+        &mut self,
+        msg: &[u8],
+        keys: &mut KeyCache,
+    ) -> Result<Option<(PeerId, u64, Token)>, HandshakeError> {
         let mut payload = [0u8; MAX_NOISE_MSG];
         let n = self
             .state
@@ -394,7 +473,7 @@ impl Handshake {
                     .state
                     .get_remote_static()
                     .ok_or(HandshakeError::Noise)?;
-                let peer = check_identity(ed, rs)?;
+                let peer = check_identity(ed, rs, keys)?;
                 Ok(Some((peer, u64::from_be_bytes(ts), token)))
             }
             Pattern::XX => {
@@ -434,6 +513,15 @@ impl Handshake {
 
     /// Reads message 2 as initiator.
     pub fn read_response(&mut self, msg: &[u8]) -> Result<ResponsePayload, HandshakeError> {
+        self.read_response_with(msg, &mut KeyCache::new())
+    }
+
+    /// [`read_response`](Self::read_response) with the node's memoised peer keys.
+    pub(crate) fn read_response_with(
+        &mut self,
+        msg: &[u8],
+        keys: &mut KeyCache,
+    ) -> Result<ResponsePayload, HandshakeError> {
         let mut payload = [0u8; MAX_NOISE_MSG];
         let n = self
             .state
@@ -458,7 +546,7 @@ impl Handshake {
                     .state
                     .get_remote_static()
                     .ok_or(HandshakeError::Noise)?;
-                Some(check_identity(ed, rs)?)
+                Some(check_identity(ed, rs, keys)?)
             }
         };
         Ok(ResponsePayload {
@@ -487,6 +575,15 @@ impl Handshake {
 
     /// Reads XX message 3 as responder; returns the initiator's id and reset token.
     pub fn read_final(&mut self, msg: &[u8]) -> Result<(PeerId, Token), HandshakeError> {
+        self.read_final_with(msg, &mut KeyCache::new())
+    }
+
+    /// [`read_final`](Self::read_final) with the node's memoised peer keys.
+    pub(crate) fn read_final_with(
+        &mut self,
+        msg: &[u8],
+        keys: &mut KeyCache,
+    ) -> Result<(PeerId, Token), HandshakeError> {
         let mut payload = [0u8; MAX_NOISE_MSG];
         let n = self
             .state
@@ -503,7 +600,7 @@ impl Handshake {
             .state
             .get_remote_static()
             .ok_or(HandshakeError::Noise)?;
-        Ok((check_identity(ed, rs)?, token))
+        Ok((check_identity(ed, rs, keys)?, token))
     }
 
     /// After the last message: the two data secrets as (initiator→responder,

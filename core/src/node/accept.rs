@@ -168,12 +168,14 @@ impl Node {
         }
         let mut hdr = [0u8; INIT_PROLOGUE_LEN];
         hdr.copy_from_slice(&bytes[..INIT_PROLOGUE_LEN]);
-        let seed = self.rng.seed();
+        let (seed, hints) = self.keys.responder_hints(&self.identity, &mut self.rng);
         let prologue = prologue(&hdr);
-        let Ok(mut noise) = Handshake::responder(suite, &self.identity, &prologue, seed) else {
+        let Ok(mut noise) =
+            Handshake::responder_hinted(suite, &self.identity, &prologue, seed, hints)
+        else {
             return drop(self, DropReason::HandshakeFailed);
         };
-        let initiator = match noise.read_init(init.noise) {
+        let initiator = match noise.read_init_with(init.noise, &mut self.keys) {
             Ok(i) => i,
             Err(e) => {
                 debug!(?from, error = %e, "init rejected by noise");
@@ -186,6 +188,7 @@ impl Node {
             }
             if self.config.incoming == IncomingPolicy::TrustedOnly && !self.trusted.contains(&peer)
             {
+                self.keys.spent(&seed);
                 self.refuse(from, init.sender, noise, peer);
                 return;
             }
@@ -200,6 +203,8 @@ impl Node {
             return drop(self, DropReason::Unsupported);
         };
         let (slot, id, local_index) = self.alloc_slot();
+        // The response uses the ephemeral key from `seed` (the spare, when there was one).
+        self.keys.spent(&seed);
         let mut m2 = [0u8; crate::crypto::handshake::MAX_NOISE_MSG];
         let Ok(n) = noise.write_response(&self.identity, STATUS_ACCEPT, local_index, aead, &mut m2)
         else {
@@ -217,6 +222,7 @@ impl Node {
         let (keys, peer, noise) = match initiator {
             Some((peer, ts, token)) => {
                 self.timestamps.record(peer, ts);
+                self.keys.note_initiator(&peer);
                 reset_token = Some(token);
                 let Some((i2r, r2i)) = noise.split() else {
                     self.release_slot(slot);

@@ -18,6 +18,7 @@ use tracing::trace;
 
 use crate::config::{Config, ConfigError};
 use crate::crypto::cookie::{self, CookieJar};
+use crate::crypto::precompute::KeyCache;
 use crate::error::{ConnectError, SessionError};
 use crate::event::{CloseReason, Event, close_code};
 use crate::identity::{Identity, PeerId};
@@ -117,6 +118,8 @@ struct Slot {
 /// The sans-IO tern endpoint. See the crate docs for the loop contract.
 pub struct Node {
     identity: Identity,
+    /// Handshake keys computed off the critical path (see `crypto::precompute`).
+    keys: KeyCache,
     config: Config,
     rng: NodeRng,
     clock: UnixClock,
@@ -209,6 +212,7 @@ impl Node {
         let config_relay_queue = config.max_relay_queue;
         Ok(Self {
             identity,
+            keys: KeyCache::new(),
             config,
             rng,
             clock: UnixClock {
@@ -404,6 +408,7 @@ impl Node {
                 let Node {
                     slots,
                     identity,
+                    keys,
                     config,
                     rng,
                     events,
@@ -417,6 +422,7 @@ impl Node {
                 if let Some(s) = slots[slot as usize].session.as_mut() {
                     let mut ctx = Ctx {
                         identity,
+                        keys,
                         config,
                         rng,
                         events,
@@ -468,6 +474,11 @@ impl Node {
         }
         self.clean_heap_top();
         self.rdv_process(now);
+        // Precomputation (next ephemeral key, static-static secrets) only once every queued
+        // datagram has been polled, so it never delays a handshake message.
+        if self.keys.has_work() && self.ready.is_empty() && self.replies.is_empty() {
+            self.keys.do_work(&self.identity, &mut self.rng);
+        }
     }
 
     /// The local network changed (interface up/down, new address; call
@@ -576,13 +587,15 @@ impl Node {
     }
 
     /// When `handle_timeout` must next be called: `None` if nothing is scheduled. While
-    /// transmits or events are queued it returns the last `now` seen. O(1).
+    /// transmits or events are queued, or handshake keys wait to be precomputed, it returns
+    /// the last `now` seen. O(1).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.ready.is_empty()
             || !self.events.is_empty()
             || !self.replies.is_empty()
             || self.relay_requests_pending()
+            || self.keys.has_work()
         {
             return Some(self.last_now);
         }
@@ -643,8 +656,9 @@ impl Node {
         peer: Option<PeerId>,
     ) -> Result<SessionId, ConnectError> {
         self.last_now = self.last_now.max(now);
+        let peer_x25519 = peer.as_ref().and_then(|p| self.keys.peer_x25519(p));
         if let Some(p) = &peer {
-            if p.x25519_public().is_none() {
+            if peer_x25519.is_none() {
                 return Err(ConnectError::InvalidPeer);
             }
             if *p == self.identity.peer_id() {
@@ -659,6 +673,7 @@ impl Node {
         let timestamp = self.clock.timestamp(now);
         let Node {
             identity,
+            keys,
             config,
             rng,
             events,
@@ -670,6 +685,7 @@ impl Node {
         } = self;
         let mut ctx = Ctx {
             identity,
+            keys,
             config,
             rng,
             events,
@@ -695,10 +711,7 @@ impl Node {
             need_send: true,
             reply_to: None,
             fell_back: false,
-            mac1_key: peer
-                .as_ref()
-                .and_then(PeerId::x25519_public)
-                .map(|x| cookie::mac1_key(&x)),
+            mac1_key: peer_x25519.map(|x| cookie::mac1_key(&x)),
             aead: self.config.aeads[0],
         };
         let mut s = Session::new(id, local_index, true, route, hs, &self.config);
@@ -880,6 +893,7 @@ impl Node {
         let Node {
             slots,
             identity,
+            keys,
             config,
             rng,
             events,
@@ -892,6 +906,7 @@ impl Node {
         let s = slots.get_mut(slot as usize)?.session.as_mut()?;
         let mut ctx = Ctx {
             identity,
+            keys,
             config,
             rng,
             events,

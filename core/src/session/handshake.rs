@@ -59,11 +59,27 @@ pub(crate) fn start_initiator(
     timestamp_ns: u64,
 ) -> Result<(Handshake, Vec<u8>, Recipe), crate::crypto::handshake::HandshakeError> {
     let hdr = init_header(suite, ctx.config.aead_offer(), local_index);
+    let responder = match suite.pattern {
+        Pattern::IK => responder,
+        Pattern::XX => None,
+    };
+    let remote = match responder {
+        Some(p) => Some(
+            ctx.keys
+                .peer_x25519(p)
+                .ok_or(crate::crypto::handshake::HandshakeError::Payload)?,
+        ),
+        None if suite.pattern == Pattern::IK => {
+            return Err(crate::crypto::handshake::HandshakeError::Payload);
+        }
+        None => None,
+    };
+    let (seed, hints) = ctx.keys.initiator_hints(ctx.identity, responder, ctx.rng);
     let recipe = Recipe::Initiator {
         suite,
         responder: responder.copied(),
         prologue: prologue(&hdr).to_vec(),
-        seed: ctx.rng.seed(),
+        seed,
         timestamp_ns,
         local_index,
     };
@@ -73,7 +89,8 @@ pub(crate) fn start_initiator(
     else {
         unreachable!("built just above")
     };
-    let mut hs = Handshake::initiator(suite, ctx.identity, responder, p, *seed)?;
+    let mut hs =
+        Handshake::initiator_hinted(suite, ctx.identity, remote.as_ref(), p, *seed, hints)?;
     let mut msg = vec![0u8; crate::crypto::handshake::MAX_NOISE_MSG];
     let n = hs.write_init(ctx.identity, timestamp_ns, local_index, &mut msg)?;
     msg.truncate(n);
@@ -95,7 +112,7 @@ impl Session {
             ctx.stats.drops.add(DropReason::UnexpectedState);
             return;
         };
-        let payload = match noise_state.read_response(noise) {
+        let payload = match noise_state.read_response_with(noise, ctx.keys) {
             Ok(p) => p,
             Err(e) => {
                 debug!(session = ?self.id, error = %e, "bad handshake response");
@@ -104,7 +121,7 @@ impl Session {
                 hs.noise = hs
                     .recipe
                     .as_ref()
-                    .and_then(|r| r.rebuild(ctx.identity).ok());
+                    .and_then(|r| r.rebuild_with(ctx.identity, ctx.keys).ok());
                 return;
             }
         };
@@ -330,12 +347,12 @@ impl Session {
             ctx.stats.drops.add(DropReason::UnexpectedState);
             return;
         };
-        let Ok((peer, reset_token)) = noise_state.read_final(noise) else {
+        let Ok((peer, reset_token)) = noise_state.read_final_with(noise, ctx.keys) else {
             ctx.stats.drops.add(DropReason::HandshakeFailed);
             hs.noise = hs
                 .recipe
                 .as_ref()
-                .and_then(|r| r.rebuild(ctx.identity).ok());
+                .and_then(|r| r.rebuild_with(ctx.identity, ctx.keys).ok());
             return;
         };
         let Some((i2r, r2i)) = noise_state.split() else {

@@ -41,6 +41,8 @@ pub use stats::{DropReason, FrameCounts, FrameKind, NodeStats, SessionStats};
 /// Shared node state a session needs while handling input or building output.
 pub(crate) struct Ctx<'a> {
     pub identity: &'a Identity,
+    /// Precomputed handshake keys (peer key memo, spare ephemeral).
+    pub keys: &'a mut crate::crypto::precompute::KeyCache,
     pub config: &'a Config,
     pub rng: &'a mut NodeRng,
     pub events: &'a mut VecDeque<Event>,

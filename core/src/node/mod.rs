@@ -2,6 +2,24 @@
 //! queue and the stateless-reply queue, and dispatches datagrams by their header. Public
 //! methods are thin; the logic lives in `session/` and `accept`.
 
+/// The session context (`Ctx`) over a node's shared fields, borrowed field by field so the
+/// caller may hold `slots` (or any other field) at the same time.
+macro_rules! ctx {
+    ($node:expr) => {
+        Ctx {
+            identity: &$node.identity,
+            keys: &mut $node.keys,
+            config: &$node.config,
+            rng: &mut $node.rng,
+            events: &mut $node.events,
+            stats: &mut $node.stats,
+            clock: &mut $node.clock,
+            relay_in: &mut $node.relay_in,
+            nat: &mut $node.nat,
+        }
+    };
+}
+
 mod accept;
 mod nat;
 mod relay;
@@ -405,33 +423,9 @@ impl Node {
                 let Some(slot) = self.slot_for_index(receiver) else {
                     return;
                 };
-                let Node {
-                    slots,
-                    identity,
-                    keys,
-                    config,
-                    rng,
-                    events,
-                    stats,
-                    trusted,
-                    clock,
-                    relay_in,
-                    nat,
-                    ..
-                } = self;
-                if let Some(s) = slots[slot as usize].session.as_mut() {
-                    let mut ctx = Ctx {
-                        identity,
-                        keys,
-                        config,
-                        rng,
-                        events,
-                        stats,
-                        clock,
-                        relay_in,
-                        nat,
-                    };
-                    s.on_final(now, route, noise, trusted, &mut ctx);
+                if let Some(s) = self.slots[slot as usize].session.as_mut() {
+                    let mut ctx = ctx!(self);
+                    s.on_final(now, route, noise, &self.trusted, &mut ctx);
                 }
                 self.after_session(slot);
             }
@@ -671,29 +665,7 @@ impl Node {
         let suite = self.suite_for(peer.as_ref());
         let (slot, id, local_index) = self.alloc_slot();
         let timestamp = self.clock.timestamp(now);
-        let Node {
-            identity,
-            keys,
-            config,
-            rng,
-            events,
-            stats,
-            clock,
-            relay_in,
-            nat,
-            ..
-        } = self;
-        let mut ctx = Ctx {
-            identity,
-            keys,
-            config,
-            rng,
-            events,
-            stats,
-            clock,
-            relay_in,
-            nat,
-        };
+        let mut ctx = ctx!(self);
         let Ok((noise, msg, recipe)) =
             start_initiator(suite, &mut ctx, peer.as_ref(), local_index, timestamp)
         else {
@@ -890,31 +862,8 @@ impl Node {
         slot: u32,
         f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let Node {
-            slots,
-            identity,
-            keys,
-            config,
-            rng,
-            events,
-            stats,
-            clock,
-            relay_in,
-            nat,
-            ..
-        } = self;
-        let s = slots.get_mut(slot as usize)?.session.as_mut()?;
-        let mut ctx = Ctx {
-            identity,
-            keys,
-            config,
-            rng,
-            events,
-            stats,
-            clock,
-            relay_in,
-            nat,
-        };
+        let s = self.slots.get_mut(slot as usize)?.session.as_mut()?;
+        let mut ctx = ctx!(self);
         Some(f(s, &mut ctx))
     }
 

@@ -70,7 +70,7 @@ fn wire_bytes(sim: &Sim, h: HostId, d: Direction) -> u64 {
 
 /// ≥ 90 % utilisation of a 100 Mbit/s bottleneck with a 40 ms RTT and a BDP-sized (500 kB)
 /// queue, one bulk stream, measured from 4 s (after slow start) for 6 s or 30 s. Twice: with the
-/// default windows (2 MiB per stream, twice what the path plus its queue hold) and with
+/// default windows (4 MiB per stream, four times what the path plus its queue hold) and with
 /// 8 MiB windows, where only
 /// congestion control stands between the sender and the queue: it must overflow it, back
 /// off, and still keep the link busy.

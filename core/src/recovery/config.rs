@@ -12,15 +12,16 @@ use crate::config::ConfigError;
 #[non_exhaustive]
 pub struct TransportConfig {
     /// Bytes the peer may send on one stream beyond what the application has read: the
-    /// stream's receive buffer bound (default 2 MiB: four times the 500 kB bandwidth-delay
+    /// stream's receive buffer bound (default 4 MiB: eight times the 500 kB bandwidth-delay
     /// product of a 100 Mbit/s, 40 ms path, and enough that one loopback stream is not
-    /// window-bound; 1 MiB held a loopback stream to 0.6x quinn).
+    /// window-bound; 1 MiB held a loopback stream to 0.6x quinn; browsers use 6 MB).
     pub stream_recv_window: u64,
     /// Bytes the peer may send on all streams together beyond what was read: bounds the
-    /// session's total receive memory (default 8 MiB).
+    /// session's total receive memory (default 16 MiB, as browsers' QUIC uses 15 MB).
     pub session_recv_window: u64,
     /// Bytes one stream buffers for sending (written but not yet acknowledged); `write`
-    /// returns `Blocked` beyond it (default 1 MiB).
+    /// returns `Blocked` beyond it (default 4 MiB: with 1 MiB a loopback stream idled waiting
+    /// for ACKs to free buffer space).
     pub stream_send_buffer: u64,
     /// Streams the peer may have open at once (default 100). Each closed stream gives the
     /// peer credit for a new one.
@@ -63,9 +64,9 @@ pub struct TransportConfig {
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
-            stream_recv_window: 2 << 20,
-            session_recv_window: 8 << 20,
-            stream_send_buffer: 1 << 20,
+            stream_recv_window: 4 << 20,
+            session_recv_window: 16 << 20,
+            stream_send_buffer: 4 << 20,
             max_streams: 100,
             max_recv_ranges: 1024,
             datagram_send_queue: 64 << 10,

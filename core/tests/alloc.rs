@@ -2,48 +2,13 @@
 //! a counting global allocator. (Its own test binary: the allocator is process-wide.)
 #![allow(clippy::disallowed_methods)] // the base of virtual time
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tern_core::{Config, Event, Identity, Node};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the test's own thread is counted (the harness allocates on other threads).
-    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn count() {
-    if COUNTED.try_with(std::cell::Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: delegates to the system allocator; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tern_test_alloc::Counting = tern_test_alloc::Counting;
 
 /// Moves every pending datagram between the two nodes, using fixed buffers only.
 fn pump(
@@ -122,11 +87,10 @@ fn ping_round_trips_allocate_nothing() {
     };
     // Warm up: queues and the timer heap reach their steady capacity.
     assert_eq!(round(200, &mut a, &mut b, &mut now), 200);
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTED.with(|c| c.set(true));
+    let before = tern_test_alloc::allocations();
+    tern_test_alloc::count_this_thread();
     let pongs = round(10_000, &mut a, &mut b, &mut now);
-    COUNTED.with(|c| c.set(false));
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = tern_test_alloc::allocations() - before;
     assert_eq!(pongs, 10_000);
     assert_eq!(allocs, 0, "{allocs} allocations in 10,000 round trips");
 }

@@ -7,37 +7,13 @@
 //! process-wide.)
 #![allow(clippy::disallowed_methods)] // the base of virtual time
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tern_core::{Config, Event, Identity, Node, StreamId};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: delegates to the system allocator; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tern_test_alloc::Counting = tern_test_alloc::Counting;
 
 const SLOT: usize = 1500;
 const SLOTS: usize = 512;
@@ -91,6 +67,7 @@ fn byte(offset: u64) -> u8 {
 
 #[test]
 fn a_steady_bulk_stream_through_nodes_allocates_nothing_per_packet() {
+    tern_test_alloc::count_this_thread();
     let t0 = Instant::now();
     let unix = Duration::from_secs(1_800_000_000);
     let mut config = Config::default();
@@ -124,7 +101,7 @@ fn a_steady_bulk_stream_through_nodes_allocates_nothing_per_packet() {
     for round in 0..warmup + measured {
         if round == warmup {
             mark = Some((
-                ALLOCS.load(Ordering::Relaxed),
+                tern_test_alloc::allocations(),
                 read,
                 a.stats().tx_datagrams + b.stats().tx_datagrams,
             ));
@@ -176,7 +153,7 @@ fn a_steady_bulk_stream_through_nodes_allocates_nothing_per_packet() {
         ba.fill(now, &mut b);
     }
     let (allocs0, read0, packets0) = mark.unwrap();
-    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs0;
+    let allocs = tern_test_alloc::allocations() - allocs0;
     let moved = read - read0;
     let packets = a.stats().tx_datagrams + b.stats().tx_datagrams - packets0;
     let info = a.session_info(session).unwrap().transport.unwrap();

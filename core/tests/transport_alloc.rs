@@ -4,9 +4,7 @@
 //! global allocator. This is also a sketch of how the session integrates them (phase B).
 //! (Its own test binary: the allocator is process-wide.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tern_core::cc::Controller;
@@ -17,30 +15,8 @@ use tern_core::wire::codec::Writer;
 use tern_core::wire::frame::{Frame, frames};
 use tern_core::{Config, Identity, Node, SessionId};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: delegates to the system allocator; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: tern_test_alloc::Counting = tern_test_alloc::Counting;
 
 const MTU: usize = 1200;
 const LINK_SLOTS: usize = 64;
@@ -195,6 +171,7 @@ fn byte(offset: u64) -> u8 {
 
 #[test]
 fn steady_bulk_transfer_allocates_nothing() {
+    tern_test_alloc::count_this_thread();
     #[allow(clippy::disallowed_methods)] // the base of virtual time; only differences matter
     let t0 = Instant::now();
     let unix = Duration::from_secs(1_800_000_000);
@@ -239,7 +216,7 @@ fn steady_bulk_transfer_allocates_nothing() {
 
     for round in 0..warmup + measured {
         if round == warmup {
-            measured_from = Some((ALLOCS.load(Ordering::Relaxed), read));
+            measured_from = Some((tern_test_alloc::allocations(), read));
         }
         now += Duration::from_micros(500);
         // Application: keep the sender's buffer full, drain the receiver.
@@ -296,7 +273,7 @@ fn steady_bulk_transfer_allocates_nothing() {
         b.on_timers(now);
     }
     let (allocs_before, read_before) = measured_from.unwrap();
-    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs_before;
+    let allocs = tern_test_alloc::allocations() - allocs_before;
     let moved = read - read_before;
     assert!(
         moved > 10 << 20,

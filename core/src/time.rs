@@ -55,21 +55,44 @@ impl TimerKind {
     ];
 }
 
+/// The earlier of two optional deadlines (`None` is "never"). Cheaper than collecting them
+/// into an array and taking `flatten().min()` on hot paths.
+#[inline]
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// One deadline per [`TimerKind`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TimerTable {
     deadlines: [Option<Instant>; TimerKind::COUNT],
+    /// The minimum of `deadlines`, kept up to date by every change so that
+    /// [`TimerTable::next_at`] (asked after every packet) is O(1).
+    earliest: Option<Instant>,
 }
 
 impl TimerTable {
     /// Sets (or moves) a timer.
     pub fn set(&mut self, kind: TimerKind, at: Instant) {
-        self.deadlines[kind as usize] = Some(at);
+        let old = self.deadlines[kind as usize].replace(at);
+        if self.earliest.is_none_or(|e| at <= e) {
+            self.earliest = Some(at);
+        } else if old == self.earliest {
+            // The earliest timer moved later: another may be first now.
+            self.recompute();
+        }
     }
 
     /// Cancels a timer.
     pub fn stop(&mut self, kind: TimerKind) {
-        self.deadlines[kind as usize] = None;
+        let old = self.deadlines[kind as usize].take();
+        if old.is_some() && old == self.earliest {
+            self.recompute();
+        }
     }
 
     /// The deadline of one timer.
@@ -81,7 +104,7 @@ impl TimerTable {
     pub fn take_expired(&mut self, kind: TimerKind, now: Instant) -> bool {
         match self.deadlines[kind as usize] {
             Some(at) if at <= now => {
-                self.deadlines[kind as usize] = None;
+                self.stop(kind);
                 true
             }
             _ => false,
@@ -91,6 +114,22 @@ impl TimerTable {
     /// Cancels every timer.
     pub fn clear(&mut self) {
         self.deadlines = [None; TimerKind::COUNT];
+        self.earliest = None;
+    }
+
+    /// The earliest deadline.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.earliest
+    }
+
+    fn recompute(&mut self) {
+        let mut best: Option<Instant> = None;
+        for at in self.deadlines.iter().flatten() {
+            if best.is_none_or(|b| *at < b) {
+                best = Some(*at);
+            }
+        }
+        self.earliest = best;
     }
 
     /// The earliest deadline and its kind.
@@ -146,6 +185,31 @@ impl TimerHeap {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    proptest::proptest! {
+        /// The cached minimum always equals a full scan, whatever the order of changes.
+        #[test]
+        fn cached_earliest_matches_scan(
+            ops in proptest::collection::vec((0u8..4, 0usize..TimerKind::COUNT, 0u64..50), 0..200)
+        ) {
+            let t0 = Instant::now();
+            let mut t = TimerTable::default();
+            for (op, k, v) in ops {
+                let kind = TimerKind::ALL[k];
+                let at = t0 + Duration::from_millis(v);
+                match op {
+                    0 | 1 => t.set(kind, at),
+                    2 => t.stop(kind),
+                    _ => {
+                        t.take_expired(kind, at);
+                    }
+                }
+                proptest::prop_assert_eq!(t.next_at(), t.next().map(|(at, _)| at));
+            }
+            t.clear();
+            proptest::prop_assert_eq!(t.next_at(), None);
+        }
+    }
 
     #[test]
     fn table_reports_earliest() {

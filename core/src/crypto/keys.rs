@@ -124,7 +124,11 @@ impl SessionKeys {
         self.confirmed
             && self.recv_prev.is_none()
             && (self.sent_in_gen >= max_packets.min(self.kind.confidentiality_limit())
-                || now.saturating_duration_since(self.gen_started) >= max_age)
+                || max_age.is_zero()
+                || self
+                    .gen_started
+                    .checked_add(max_age)
+                    .is_some_and(|due| now >= due))
     }
 
     /// Starts a key update: the next packet goes out under the next generation.

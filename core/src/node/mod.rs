@@ -130,6 +130,10 @@ struct Slot {
     /// Counted in `pending` (responder half-open); the initiator's ephemeral key indexes it
     /// in `pending_by_ephemeral`.
     pending: Option<[u8; 32]>,
+    /// `(by_peer_epoch, peer)` when `by_peer[peer]` was last seen to name this slot's
+    /// session: while the epoch is unchanged the map lookup can be skipped (it would
+    /// otherwise run on every packet received).
+    by_peer_verified: Option<(u64, PeerId)>,
     session: Option<Session>,
 }
 
@@ -167,6 +171,8 @@ pub struct Node {
     relays: BTreeMap<SessionId, PeerId>,
     /// The latest established session with each peer.
     by_peer: BTreeMap<PeerId, SessionId>,
+    /// Bumped on every change to `by_peer` (see `Slot::by_peer_verified`).
+    by_peer_epoch: u64,
     /// Scratch space for wrapping relayed datagrams.
     scratch: Vec<u8>,
     /// Ports applications listen on.
@@ -260,6 +266,7 @@ impl Node {
             relay_requests: RelayQueue::new(config_relay_queue),
             relays: BTreeMap::new(),
             by_peer: BTreeMap::new(),
+            by_peer_epoch: 1,
             scratch: Vec::with_capacity(2048),
             listening,
             echo_streams: BTreeSet::new(),
@@ -795,6 +802,7 @@ impl Node {
                     scheduled: None,
                     queued: false,
                     pending: None,
+                    by_peer_verified: None,
                     session: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -829,6 +837,7 @@ impl Node {
                 && self.by_peer.get(&peer) == Some(&session.id)
             {
                 self.by_peer.remove(&peer);
+                self.by_peer_epoch += 1;
             }
             self.relays.remove(&session.id);
             let id = session.id;
@@ -836,6 +845,7 @@ impl Node {
         } else {
             self.by_index.retain(|_, v| *v != slot);
         }
+        s.by_peer_verified = None;
         if let Some(eph) = s.pending.take() {
             self.pending_by_ephemeral.remove(&eph);
             self.pending -= 1;
@@ -898,9 +908,13 @@ impl Node {
         if session.state == SessionState::Established
             && session.reported
             && let Some(peer) = session.peer
-            && self.by_peer.get(&peer) != Some(&session.id)
+            && s.by_peer_verified != Some((self.by_peer_epoch, peer))
         {
-            self.by_peer.insert(peer, session.id);
+            if self.by_peer.get(&peer) != Some(&session.id) {
+                self.by_peer.insert(peer, session.id);
+                self.by_peer_epoch += 1;
+            }
+            s.by_peer_verified = Some((self.by_peer_epoch, peer));
         }
         if session.state != SessionState::AwaitConfirm
             && let Some(eph) = s.pending.take()

@@ -465,8 +465,12 @@ impl<F: Copy> Recovery<F> {
         let Ok(start) = usize::try_from(start) else {
             return;
         };
-        for f in self.frames.range(start..start + p.frames_len as usize) {
-            on_frame(fate, *f);
+        // Indexing (cheaper than building a `range` iterator for the one or two frames a
+        // packet holds); a missing index is skipped rather than panicking.
+        for i in start..start.saturating_add(p.frames_len as usize) {
+            if let Some(f) = self.frames.get(i) {
+                on_frame(fate, *f);
+            }
         }
     }
 

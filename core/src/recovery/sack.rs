@@ -293,7 +293,9 @@ impl AckTracker {
         if !self.ranges.insert(counter) {
             return false;
         }
-        if !self.ranges.contains(counter) {
+        // The cap drops only the lowest ranges: `counter` survived unless every range left
+        // lies above it (an O(1) check instead of a search).
+        if self.ranges.min().is_none_or(|m| m > counter) {
             // Dropped at once by the range cap: too old to matter.
             return false;
         }

@@ -30,7 +30,7 @@ use crate::event::{CloseReason, Event, close_code};
 use crate::identity::{Identity, PeerId};
 use crate::ids::SessionId;
 use crate::rng::NodeRng;
-use crate::time::{TimerKind, TimerTable};
+use crate::time::{TimerKind, TimerTable, earliest};
 use crate::wire::frame::{Frame, frames};
 use crate::wire::header::{DATA_HEADER_LEN, TAG_LEN};
 
@@ -355,15 +355,12 @@ impl Session {
 
     /// Earliest timer.
     pub fn next_timeout(&self, now: Instant) -> Option<Instant> {
-        [
-            self.timers.next().map(|(at, _)| at),
+        let t = earliest(
+            self.timers.next_at(),
             self.keys.as_ref().and_then(SessionKeys::poll_timeout),
-            self.tp.as_ref().and_then(|t| t.next_timeout(now)),
-            self.punch_next_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        );
+        let t = earliest(t, self.tp.as_ref().and_then(|t| t.next_timeout(now)));
+        earliest(t, self.punch_next_timeout())
     }
 
     /// Earliest timer with its reason.
@@ -706,9 +703,11 @@ impl Session {
         if fates.candidates_lost {
             self.send_candidates = true;
         }
+        // Compared once: nothing below changes `self.route` before the second use.
+        let on_route = from == self.route;
         if from.is_relay() {
             self.relay_route = Some(from);
-        } else if from == self.route {
+        } else if on_route {
             self.last_direct_rx = Some(now);
         }
         if let Some(tp) = self.tp.as_mut() {
@@ -719,7 +718,7 @@ impl Session {
         {
             p.bytes_received += len as u64;
         }
-        if from != self.route && self.state == SessionState::Established {
+        if !on_route && self.state == SessionState::Established {
             match from {
                 // A new address must prove itself before traffic moves there.
                 Route::Direct { remote, local } if non_probing => {

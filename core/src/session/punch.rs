@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::{Ctx, Route, Session, SessionState};
 use crate::nat::{self, Hints, ProbeBudget, Punch};
+use crate::time::earliest;
 
 /// What this node knows about its own reachability (maintained by the node).
 #[derive(Clone, Debug, Default)]
@@ -364,15 +365,11 @@ impl Session {
 
     /// Earliest punching timer.
     pub(super) fn punch_next_timeout(&self) -> Option<Instant> {
-        [
-            self.punch.as_ref().and_then(Punch::next_timeout),
-            self.punch.as_ref().map(|p| p.deadline()),
-            self.next_punch,
-            self.sync_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let t = match self.punch.as_ref() {
+            Some(p) => earliest(p.next_timeout(), Some(p.deadline())),
+            None => None,
+        };
+        earliest(earliest(t, self.next_punch), self.sync_until)
     }
 }
 

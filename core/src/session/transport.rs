@@ -17,6 +17,7 @@ use crate::recovery::sack::AckTracker;
 use crate::recovery::{FrameFate, Recovery, TimeoutOutcome};
 use crate::session::stats::{FrameCounts, FrameKind};
 use crate::stream::{InitialLimits, InputError, SentFrame, StreamSet, TransportConfig};
+use crate::time::earliest;
 use crate::wire::codec::Writer;
 use crate::wire::frame::Frame;
 
@@ -224,15 +225,11 @@ impl Transport {
     /// Earliest transport timer after `now`. A due ACK is not a timer: the session is then
     /// ready to send (see [`Transport::wants_to_send`]), and only sending clears it.
     pub fn next_timeout(&self, now: Instant) -> Option<Instant> {
-        [
+        let t = earliest(
             self.recovery.loss_detection_deadline(),
             self.acks.deadline().filter(|d| *d > now),
-            self.pacing_until,
-            self.mtu.next_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        );
+        earliest(earliest(t, self.pacing_until), self.mtu.next_timeout())
     }
 
     /// Whether a packet should go out now.

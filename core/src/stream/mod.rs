@@ -335,6 +335,9 @@ pub struct StreamSet {
     slots: Vec<Slot>,
     free: Vec<u32>,
     by_wire: BTreeMap<u64, u32>,
+    /// The last `by_wire` hit, `(wire, index)`: a bulk transfer looks up the same stream for
+    /// every frame. Cleared whenever `by_wire` changes.
+    last_wire: Option<(u64, u32)>,
     next_local: u64,
     local_limit: u64,
     open_blocked: bool,
@@ -389,6 +392,7 @@ impl StreamSet {
             slots: Vec::new(),
             free: Vec::new(),
             by_wire: BTreeMap::new(),
+            last_wire: None,
             next_local: 0,
             local_limit: initial.max_streams,
             open_blocked: false,
@@ -458,6 +462,7 @@ impl StreamSet {
             }
         };
         self.by_wire.insert(wire, index);
+        self.last_wire = None;
         self.handle(index)
     }
 
@@ -748,6 +753,20 @@ impl StreamSet {
 
     // ----- input from the peer -----
 
+    /// `by_wire[wire]` through the one-entry cache.
+    fn by_wire_get(&mut self, wire: u64) -> Option<u32> {
+        if let Some((w, index)) = self.last_wire
+            && w == wire
+        {
+            return Some(index);
+        }
+        let found = self.by_wire.get(&wire).copied();
+        if let Some(index) = found {
+            self.last_wire = Some((wire, index));
+        }
+        found
+    }
+
     /// Finds the stream for a wire id, opening peer streams (and skipped lower ones) as
     /// needed. `Ok(None)`: the stream existed and is closed (ignore the frame).
     fn lookup(&mut self, wire: u64) -> Result<Option<u32>, InputError> {
@@ -756,13 +775,13 @@ impl StreamSet {
             if number >= self.next_local {
                 return Err(InputError::StreamState);
             }
-            return Ok(self.by_wire.get(&wire).copied());
+            return Ok(self.by_wire_get(wire));
         }
         if number >= self.remote_limit {
             return Err(InputError::StreamLimit);
         }
         if number < self.remote_next {
-            return Ok(self.by_wire.get(&wire).copied());
+            return Ok(self.by_wire_get(wire));
         }
         let remote_dir = self.local_dir ^ 1;
         while self.remote_next <= number {
@@ -775,7 +794,7 @@ impl StreamSet {
                 self.queue_control(id);
             }
         }
-        Ok(self.by_wire.get(&wire).copied())
+        Ok(self.by_wire_get(wire))
     }
 
     /// A STREAM frame arrived.
@@ -820,6 +839,8 @@ impl StreamSet {
             s.window.on_consumed(ing.released);
         }
         let control = s.control_wanted();
+        // `try_free`'s own condition, checked here to skip its slot lookup per frame.
+        let may_free = s.send.is_done() && s.recv.is_closed();
         self.account_received(ing);
         if let Some(port) = announce {
             self.incoming.push_back(id);
@@ -832,7 +853,9 @@ impl StreamSet {
         if control {
             self.queue_control(id);
         }
-        self.try_free(id);
+        if may_free {
+            self.try_free(id);
+        }
         Ok(())
     }
 
@@ -1102,6 +1125,12 @@ impl StreamSet {
     /// record, or `None` when nothing fits or nothing is sendable.
     pub fn write_stream_frame(&mut self, w: &mut Writer<'_>) -> Option<SentFrame> {
         let room = w.remaining();
+        // The smallest STREAM frame header (type, stream id, offset of at least two bytes,
+        // length) takes 5 bytes and the loop below writes nothing into `room <= header`:
+        // a packet just filled by the previous frame ends here without walking the queues.
+        if room <= 5 {
+            return None;
+        }
         for li in 0..self.levels.len() {
             let mut tries = self.levels[li].queue.len();
             while tries > 0 {
@@ -1205,17 +1234,25 @@ impl StreamSet {
                     return;
                 };
                 let done = s.send.on_ack(offset, len as usize, fin);
-                let mut events = [None, None];
-                if s.want_writable && s.send.write_room() > 0 {
+                let writable = s.want_writable && s.send.write_room() > 0;
+                if writable {
                     s.want_writable = false;
-                    events[0] = Some(StreamEvent::Writable { stream });
                 }
-                if done && !s.finished_reported && !s.send.is_reset() {
+                let finished = done && !s.finished_reported && !s.send.is_reset();
+                if finished {
                     s.finished_reported = true;
-                    events[1] = Some(StreamEvent::Finished { stream });
                 }
-                self.events.extend(events.into_iter().flatten());
-                self.try_free(stream);
+                // Only a finished send half can free the stream (see `try_free`).
+                let may_free = s.send.is_done();
+                if writable {
+                    self.events.push_back(StreamEvent::Writable { stream });
+                }
+                if finished {
+                    self.events.push_back(StreamEvent::Finished { stream });
+                }
+                if may_free {
+                    self.try_free(stream);
+                }
             }
             SentFrame::ResetStream { stream } => {
                 if let Some(s) = self.get_mut(stream) {
@@ -1280,6 +1317,7 @@ impl StreamSet {
         }
         let (wire, local) = (s.wire_id, s.local);
         self.by_wire.remove(&wire);
+        self.last_wire = None;
         let slot = &mut self.slots[id.index as usize];
         slot.stream = None;
         slot.generation = slot.generation.wrapping_add(1);

@@ -356,7 +356,14 @@ impl SendStream {
             self.open_pending = false;
         }
         let end = offset.saturating_add(len as u64);
-        if len > 0 && end > self.base {
+        if len > 0 && end > self.base && offset <= self.base && self.acked.is_empty() {
+            // In-order fast path (the common case in a bulk transfer): the frame extends the
+            // acknowledged prefix and no out-of-order range waits above it. Same result as
+            // the general path below: insert, then at once consume the lowest range.
+            self.buf.consume((end - self.base) as usize);
+            self.base = end;
+            self.retransmit.remove_below(end);
+        } else if len > 0 && end > self.base {
             let lo = offset.max(self.base);
             let hi = end - 1;
             while self.acked.len_after_insert(lo, hi) > self.acked.max_ranges() {

@@ -23,7 +23,7 @@ use tern_core::{
     CloseReason, Event, Identity, Node, NodeStats, OpenStreamError, PeerId, SessionError,
     SessionId, SessionInfo, StreamId, close_code,
 };
-use tern_udp::{GsoState, RecvBatch, SocketSet, TransmitQueue};
+use tern_udp::{GsoState, RecvBatch, SocketSet, StreamFate, TransmitQueue};
 
 use crate::{EndpointConfig, Error};
 
@@ -188,58 +188,20 @@ struct PendingWrite {
 /// What the loop knows about a stream a handle holds.
 #[derive(Default)]
 struct StreamState {
-    port: u16,
-    /// Opened by this side (a refusal then means the peer has no listener).
-    local: bool,
     read: Option<PendingRead>,
     write: Option<PendingWrite>,
     /// The end was read: later reads return 0 even after the core freed the stream.
     eof: bool,
-    reset: Option<u64>,
-    stopped: Option<u64>,
-    refused: Option<u16>,
-    /// The session ended.
-    closed: Option<CloseReason>,
+    /// Reset, stopped, refused or closed: the error every later call gets.
+    fate: StreamFate,
 }
 
 impl StreamState {
     fn new(port: u16, local: bool) -> Self {
         Self {
-            port,
-            local,
+            fate: StreamFate::new(port, local),
             ..Self::default()
         }
-    }
-
-    /// A reset with the refusal code on a stream we opened is the peer's refusal.
-    fn on_reset(&mut self, code: u64) -> Error {
-        if self.local && code == tern_core::REFUSED_PORT_CODE {
-            self.refused = Some(self.port);
-            Error::Refused(self.port)
-        } else {
-            self.reset = Some(code);
-            Error::Reset(code)
-        }
-    }
-    /// The error every further call gets, if the stream is dead for good.
-    fn read_error(&self) -> Option<Error> {
-        if let Some(c) = self.reset {
-            return Some(Error::Reset(c));
-        }
-        if let Some(p) = self.refused {
-            return Some(Error::Refused(p));
-        }
-        self.closed.map(Error::SessionClosed)
-    }
-
-    fn write_error(&self) -> Option<Error> {
-        if let Some(c) = self.stopped {
-            return Some(Error::Stopped(c));
-        }
-        if let Some(p) = self.refused {
-            return Some(Error::Refused(p));
-        }
-        self.closed.map(Error::SessionClosed)
     }
 }
 
@@ -946,7 +908,7 @@ impl Driver {
         if st.eof {
             return Some(Ok((0, true)));
         }
-        if let Some(e) = st.read_error() {
+        if let Some(e) = st.fate.read_error() {
             return Some(Err(e));
         }
         let Some(mut s) = self.node.stream(id) else {
@@ -966,7 +928,7 @@ impl Driver {
                         }
                         // A reset is remembered (`on_reset`) and reported by the next read.
                         Err(ReadError::Reset(c)) => {
-                            st.on_reset(c);
+                            st.fate.on_reset(c);
                             break;
                         }
                         _ => break,
@@ -979,7 +941,7 @@ impl Driver {
                 Some(Ok((0, true)))
             }
             Err(ReadError::Blocked) => None,
-            Err(ReadError::Reset(c)) => Some(Err(st.on_reset(c))),
+            Err(ReadError::Reset(c)) => Some(Err(st.fate.on_reset(c))),
             Err(ReadError::Closed) => Some(Err(Error::StreamClosed)),
             Err(_) => {
                 drop(s);
@@ -1050,7 +1012,7 @@ impl Driver {
         let Some(st) = self.w.streams.get_mut(&id) else {
             return Some(Err(Error::StreamClosed));
         };
-        if let Some(e) = st.write_error() {
+        if let Some(e) = st.fate.write_error() {
             return Some(Err(e));
         }
         let Some(mut s) = self.node.stream(id) else {
@@ -1065,14 +1027,7 @@ impl Driver {
                     }
                 }
                 Ok(_) | Err(WriteError::Blocked) => return None,
-                Err(WriteError::Stopped(c)) if st.local && c == tern_core::REFUSED_PORT_CODE => {
-                    st.refused = Some(st.port);
-                    return Some(Err(Error::Refused(st.port)));
-                }
-                Err(WriteError::Stopped(c)) => {
-                    st.stopped = Some(c);
-                    return Some(Err(Error::Stopped(c)));
-                }
+                Err(WriteError::Stopped(c)) => return Some(Err(st.fate.on_write_stopped(c))),
                 Err(WriteError::Closed) => return Some(Err(Error::StreamClosed)),
                 Err(_) => {
                     drop(s);
@@ -1084,7 +1039,7 @@ impl Driver {
 
     fn stream_op(&mut self, id: StreamId, op: StreamOp) -> Result<(), Error> {
         if let Some(st) = self.w.streams.get(&id)
-            && let Some(r) = st.closed
+            && let Some(r) = st.fate.closed()
         {
             return Err(Error::SessionClosed(r));
         }
@@ -1099,7 +1054,7 @@ impl Driver {
         };
         drop(s);
         r.map_err(|e| match e {
-            StreamError::Closed => match self.w.streams.get(&id).and_then(|st| st.stopped) {
+            StreamError::Closed => match self.w.streams.get(&id).and_then(|st| st.fate.stopped()) {
                 Some(c) => Error::Stopped(c),
                 None => Error::StreamClosed,
             },
@@ -1267,19 +1222,19 @@ impl Driver {
                 Event::StreamFinished { .. } => {}
                 Event::StreamReset { stream, code } => {
                     if let Some(st) = self.w.streams.get_mut(&stream) {
-                        st.on_reset(code);
+                        st.fate.on_reset(code);
                     }
                     self.retry_read(stream);
                 }
                 Event::StreamStopped { stream, code } => {
                     if let Some(st) = self.w.streams.get_mut(&stream) {
-                        st.stopped = Some(code);
+                        st.fate.on_stopped(code);
                     }
                     self.retry_write(stream);
                 }
                 Event::StreamRefused { stream, port } => {
                     if let Some(st) = self.w.streams.get_mut(&stream) {
-                        st.refused = Some(port);
+                        st.fate.on_refused(port);
                     }
                     self.retry_read(stream);
                     self.retry_write(stream);
@@ -1390,7 +1345,7 @@ impl Driver {
             .iter_mut()
             .filter(|(id, _)| id.session() == session);
         for (_, st) in range {
-            st.closed = Some(reason);
+            st.fate.on_closed(reason);
             if let Some((_, r)) = st.read.take() {
                 let _ = r.send(if st.eof {
                     Ok((Vec::new(), true))

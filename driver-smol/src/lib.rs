@@ -76,7 +76,6 @@
 #![warn(missing_docs)]
 
 mod driver;
-
 mod state;
 
 use std::fmt;

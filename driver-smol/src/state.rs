@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tern_core::stream::{ReadError, StreamError, WriteError};
 use tern_core::{CloseReason, Event, Node, PeerId, REFUSED_PORT_CODE, SessionId, StreamId};
+use tern_udp::StreamFate;
 
 use crate::Error;
 
@@ -31,55 +32,20 @@ fn park_one(slot: &mut Option<Waker>, cx: &Context<'_>) {
 /// What the endpoint knows about a stream a handle holds.
 #[derive(Default)]
 pub(crate) struct StreamState {
-    port: u16,
-    local: bool,
     read: Option<Waker>,
     write: Option<Waker>,
     /// The end was read: later reads return 0 even after the core freed the stream.
     pub(crate) eof: bool,
-    reset: Option<u64>,
-    stopped: Option<u64>,
-    refused: Option<u16>,
-    closed: Option<CloseReason>,
+    /// Reset, stopped, refused or closed: the error every later call gets.
+    fate: StreamFate,
 }
 
 impl StreamState {
     pub(crate) fn new(port: u16, local: bool) -> Self {
         Self {
-            port,
-            local,
+            fate: StreamFate::new(port, local),
             ..Self::default()
         }
-    }
-
-    fn on_reset(&mut self, code: u64) -> Error {
-        if self.local && code == REFUSED_PORT_CODE {
-            self.refused = Some(self.port);
-            Error::Refused(self.port)
-        } else {
-            self.reset = Some(code);
-            Error::Reset(code)
-        }
-    }
-
-    fn read_error(&self) -> Option<Error> {
-        if let Some(c) = self.reset {
-            return Some(Error::Reset(c));
-        }
-        if let Some(p) = self.refused {
-            return Some(Error::Refused(p));
-        }
-        self.closed.map(Error::SessionClosed)
-    }
-
-    fn write_error(&self) -> Option<Error> {
-        if let Some(c) = self.stopped {
-            return Some(Error::Stopped(c));
-        }
-        if let Some(p) = self.refused {
-            return Some(Error::Refused(p));
-        }
-        self.closed.map(Error::SessionClosed)
     }
 }
 
@@ -215,7 +181,7 @@ impl State {
         if st.eof || buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if let Some(e) = st.read_error() {
+        if let Some(e) = st.fate.read_error() {
             return Poll::Ready(Err(e));
         }
         let Some(mut s) = node.stream(id) else {
@@ -231,7 +197,7 @@ impl State {
                 park_one(&mut st.read, cx);
                 return Poll::Pending;
             }
-            Err(ReadError::Reset(c)) => Err(st.on_reset(c)),
+            Err(ReadError::Reset(c)) => Err(st.fate.on_reset(c)),
             Err(ReadError::Closed) => Err(Error::StreamClosed),
             Err(_) => {
                 drop(s);
@@ -253,7 +219,7 @@ impl State {
         let Some(st) = streams.get_mut(&id) else {
             return Poll::Ready(Err(Error::StreamClosed));
         };
-        if let Some(e) = st.write_error() {
+        if let Some(e) = st.fate.write_error() {
             return Poll::Ready(Err(e));
         }
         if data.is_empty() {
@@ -268,14 +234,7 @@ impl State {
                 park_one(&mut st.write, cx);
                 return Poll::Pending;
             }
-            Err(WriteError::Stopped(c)) if st.local && c == REFUSED_PORT_CODE => {
-                st.refused = Some(st.port);
-                Err(Error::Refused(st.port))
-            }
-            Err(WriteError::Stopped(c)) => {
-                st.stopped = Some(c);
-                Err(Error::Stopped(c))
-            }
+            Err(WriteError::Stopped(c)) => Err(st.fate.on_write_stopped(c)),
             Err(WriteError::Closed) => Err(Error::StreamClosed),
             Err(_) => {
                 drop(s);
@@ -292,7 +251,7 @@ impl State {
         op: impl FnOnce(&mut tern_core::Stream<'_>) -> Result<(), StreamError>,
     ) -> Result<(), Error> {
         self.check()?;
-        if let Some(r) = self.streams.get(&id).and_then(|s| s.closed) {
+        if let Some(r) = self.streams.get(&id).and_then(|s| s.fate.closed()) {
             return Err(Error::SessionClosed(r));
         }
         let Some(mut s) = self.node.stream(id) else {
@@ -301,7 +260,7 @@ impl State {
         let r = op(&mut s);
         drop(s);
         r.map_err(|e| match e {
-            StreamError::Closed => match self.streams.get(&id).and_then(|st| st.stopped) {
+            StreamError::Closed => match self.streams.get(&id).and_then(|st| st.fate.stopped()) {
                 Some(c) => Error::Stopped(c),
                 None => Error::StreamClosed,
             },
@@ -418,19 +377,19 @@ impl State {
                 Event::StreamFinished { .. } => {}
                 Event::StreamReset { stream, code } => {
                     if let Some(st) = self.streams.get_mut(&stream) {
-                        st.on_reset(code);
+                        st.fate.on_reset(code);
                     }
                     self.wake_stream(stream, true, false);
                 }
                 Event::StreamStopped { stream, code } => {
                     if let Some(st) = self.streams.get_mut(&stream) {
-                        st.stopped = Some(code);
+                        st.fate.on_stopped(code);
                     }
                     self.wake_stream(stream, false, true);
                 }
                 Event::StreamRefused { stream, port } => {
                     if let Some(st) = self.streams.get_mut(&stream) {
-                        st.refused = Some(port);
+                        st.fate.on_refused(port);
                     }
                     self.wake_stream(stream, true, true);
                 }
@@ -486,7 +445,7 @@ impl State {
             .iter_mut()
             .filter(|(id, _)| id.session() == session)
         {
-            st.closed = Some(reason);
+            st.fate.on_closed(reason);
             self.to_wake.extend(st.read.take());
             self.to_wake.extend(st.write.take());
         }

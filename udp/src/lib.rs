@@ -65,6 +65,7 @@ mod error;
 mod queue;
 mod set;
 mod socket;
+mod stream_fate;
 mod sys;
 
 pub use batch::{Datagram, GRO_SLOT_LEN, RecvBatch};
@@ -77,6 +78,7 @@ pub use socket::{
     BufferSizes, GsoOff, GsoState, MAX_BATCH, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6, RecvMeta,
     Transmit, UdpSocket,
 };
+pub use stream_fate::StreamFate;
 
 /// CPU time (user + system) consumed so far by this process, all threads included
 /// (`getrusage(RUSAGE_SELF)`). Benchmarks and idle-load tests take the difference of two
